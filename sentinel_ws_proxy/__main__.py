@@ -1,0 +1,3 @@
+from sentinel_ws_proxy.cli import main
+
+main()

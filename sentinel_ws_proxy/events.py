@@ -1,0 +1,84 @@
+"""The project's vocabulary: what happened on a proxied connection.
+
+The proxy produces these events, the recorder stores them, and every diagnostic
+command consumes them, live or read back from a recording. They carry raw data
+(unredacted headers, whole payloads); sinks decide what to keep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["c2s", "s2c"]
+Opcode = Literal["text", "binary", "ping", "pong", "close"]
+ClosedBy = Literal["client", "server", "proxy"]
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    """A WebSocket upgrade was answered, accepted (101) or not.
+
+    A rejected or failed handshake is a session too: it is opened with the
+    status the client got and closed at once.
+    """
+
+    session_id: int
+    ts: float
+    client_addr: str
+    path: str
+    query: str
+    upstream_url: str
+    request_headers: Headers
+    handshake_status: int
+    response_headers: Headers = ()
+    handshake_body: bytes = b""
+    subprotocol: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One WebSocket frame as the proxy received it (before forwarding)."""
+
+    session_id: int
+    ts: float
+    direction: Direction
+    opcode: Opcode
+    payload: bytes
+    close_code: int | None = None
+    close_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """The end of a session: who ended it, how, and what passed through it."""
+
+    session_id: int
+    ts: float
+    close_code: int | None
+    close_reason: str | None
+    closed_by: ClosedBy | None
+    clean: bool
+    frames_c2s: int = 0
+    frames_s2c: int = 0
+    bytes_c2s: int = 0
+    bytes_s2c: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A plain HTTP request passed through to the upstream."""
+
+    ts: float
+    client_addr: str
+    method: str
+    path: str
+    query: str
+    status: int | None
+    duration_ms: float
+    error: str | None = None
+
+
+Event = SessionOpened | Frame | SessionClosed | HttpRequest

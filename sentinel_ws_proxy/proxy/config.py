@@ -1,0 +1,123 @@
+"""What a proxy run is told: where to listen, where to forward, what to record."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yarl import URL
+
+DEFAULT_LISTEN = "127.0.0.1:8002"
+DEFAULT_UPSTREAM = "http://localhost:8001"
+DEFAULT_DB = "recordings/sentinel.db"
+DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
+DEFAULT_MAX_PAYLOAD = 64 * 1024
+
+
+class ConfigError(ValueError):
+    """Bad input from the user; the message is shown as it is."""
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8002
+    upstream: URL = field(default_factory=lambda: URL(DEFAULT_UPSTREAM))
+    db_path: Path | None = Path(DEFAULT_DB)
+    max_message: int = DEFAULT_MAX_MESSAGE
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    redact: bool = True
+    redact_headers: tuple[str, ...] = ()
+    # How long one side may take to answer a close frame before the proxy
+    # gives up on a clean close and drops both connections.
+    close_timeout: float = 5.0
+    connect_timeout: float = 10.0
+
+    @property
+    def listen(self) -> str:
+        return format_hostport(self.listen_host, self.listen_port)
+
+    @property
+    def listen_url(self) -> str:
+        return f"http://{self.listen}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback_host(self.listen_host)
+
+
+def format_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Parse HOST:PORT, [IPV6]:PORT or a bare PORT (loopback then)."""
+    text = value.strip()
+    if text.isdigit():
+        return "127.0.0.1", _port(text, value)
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep or not host:
+            raise ConfigError(f"--listen {value!r}: expected [IPV6]:PORT, e.g. [::1]:8002")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or ":" in host:
+            raise ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8002")
+    return host, _port(port, value)
+
+
+def _port(text: str, value: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigError(f"--listen {value!r}: the port must be a number from 0 to 65535")
+    return int(text)
+
+
+def parse_upstream(value: str) -> URL:
+    """The upstream's origin: scheme http/https (ws/wss accepted), host, optional port."""
+    try:
+        url = URL(value.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--upstream {value!r}: not a URL ({exc})") from None
+    scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
+    if scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"--upstream {value!r}: expected http://HOST[:PORT] or https://HOST[:PORT]"
+        )
+    if url.path not in ("", "/") or url.query_string or url.fragment:
+        raise ConfigError(
+            f"--upstream {value!r}: give only the origin (scheme, host, port); "
+            "request paths are forwarded as the client sent them"
+        )
+    try:
+        port = url.port
+    except ValueError:
+        raise ConfigError(f"--upstream {value!r}: invalid port") from None
+    return URL.build(scheme=scheme, host=url.host, port=port)
+
+
+def parse_size(value: str, option: str) -> int:
+    """Bytes, with an optional K/M/G (or KiB/MiB/GiB) suffix, powers of 1024."""
+    text = value.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = 1
+    if text and text[-1] in "kmg":
+        scale = 1024 ** ("kmg".index(text[-1]) + 1)
+        text = text[:-1]
+    try:
+        number = float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{option} {value!r}: expected a size such as 65536, 64K or 16M"
+        ) from None
+    if number < 0:
+        raise ConfigError(f"{option} {value!r}: must not be negative")
+    return int(number * scale)

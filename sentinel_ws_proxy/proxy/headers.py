@@ -1,0 +1,74 @@
+"""Which headers cross the proxy, in each direction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+# RFC 9110 section 7.6.1: meaningful for one connection only.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Negotiated by each leg of the WebSocket separately; aiohttp writes them.
+WEBSOCKET_HANDSHAKE = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    }
+)
+
+# Written again by whoever sends the message on; passing them would lie.
+FRAMING = frozenset({"content-length", "host"})
+
+
+def _connection_tokens(headers: CIMultiDict[str]) -> set[str]:
+    """Headers named in Connection are hop-by-hop too (RFC 9110 section 7.6.1)."""
+    tokens: set[str] = set()
+    for value in headers.getall("Connection", []):
+        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def filter_headers(headers: CIMultiDict[str], *, drop: Iterable[str] = ()) -> CIMultiDict[str]:
+    """A copy without hop-by-hop headers and without the names in ``drop``."""
+    skip = HOP_BY_HOP | _connection_tokens(headers) | {d.lower() for d in drop}
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
+
+
+def forwarded_request_headers(request: web.Request, *, websocket: bool) -> CIMultiDict[str]:
+    """The client's headers as the upstream should see them, plus X-Forwarded-*."""
+    drop = {"host"} | (WEBSOCKET_HANDSHAKE if websocket else set())
+    headers = filter_headers(request.headers, drop=drop)
+    peer = request.remote or ""
+    prior = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
+    if request.host:
+        headers.setdefault("X-Forwarded-Host", request.host)
+    return headers
+
+
+def relayed_response_headers(
+    headers: CIMultiDict[str], *, websocket: bool, keep_length: bool = False
+) -> CIMultiDict[str]:
+    """The upstream's response headers as the client should see them."""
+    drop = set(FRAMING) | (WEBSOCKET_HANDSHAKE if websocket else set())
+    if keep_length:
+        drop.discard("content-length")
+    return filter_headers(headers, drop=drop)

@@ -1,0 +1,292 @@
+"""The proxy: one aiohttp app on one port for HTTP passthrough, WebSocket relay and /_sentinel/."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from sentinel_ws_proxy.events import Event, SessionClosed, SessionOpened
+from sentinel_ws_proxy.proxy import admin
+from sentinel_ws_proxy.proxy.config import ConfigError, ProxyConfig, format_hostport
+from sentinel_ws_proxy.proxy.headers import forwarded_request_headers, relayed_response_headers
+from sentinel_ws_proxy.proxy.passthrough import pass_through
+from sentinel_ws_proxy.proxy.relay import Relay
+from sentinel_ws_proxy.proxy.stats import LiveStats
+from sentinel_ws_proxy.proxy.upstream import Upstream, UpstreamRejected, UpstreamUnreachable
+from sentinel_ws_proxy.recording.redact import Redactor
+from sentinel_ws_proxy.recording.writer import RecordingWriter
+
+SHUTDOWN_REASON = "sentinel-ws proxy shutting down"
+
+
+class Sink(Protocol):
+    def handle(self, event: Event) -> None: ...
+
+
+def _pairs(headers: CIMultiDictProxy[str] | dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(headers.items())
+
+
+def _offers_deflate(request: web.Request) -> bool:
+    return "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "")
+
+
+class Proxy:
+    """Relays every request to the configured upstream and reports each event to its sinks."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        *,
+        recorder: RecordingWriter | None = None,
+        sinks: Sequence[Sink] = (),
+    ):
+        self.config = config
+        self.recorder = recorder
+        self.stats = LiveStats()
+        self.upstream = Upstream(
+            config.upstream,
+            connect_timeout=config.connect_timeout,
+            close_timeout=config.close_timeout,
+        )
+        self.relays: dict[int, Relay] = {}
+        self.started_at = time.time()
+        handlers = [self.stats.handle, *(s.handle for s in sinks)]
+        if recorder is not None:
+            handlers.insert(0, recorder.handle)
+        self._handlers = handlers
+        first = recorder.first_session_id if recorder is not None else 1
+        self._session_ids = itertools.count(first)
+
+    def emit(self, event: Event) -> None:
+        for handle in self._handlers:
+            handle(event)
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes(admin.routes(self))
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self.relay_websocket(request)
+        return await pass_through(request, self.upstream, self.emit)
+
+    async def relay_websocket(self, request: web.Request) -> web.StreamResponse:
+        session_id = next(self._session_ids)
+        rel = request.rel_url
+        url = self.upstream.url_for(rel.raw_path, rel.raw_query_string, websocket=True)
+        opened = {
+            "session_id": session_id,
+            "ts": time.time(),
+            "client_addr": request.remote or "",
+            "path": rel.path,
+            "query": rel.raw_query_string,
+            "upstream_url": str(url),
+            "request_headers": _pairs(request.headers),
+        }
+        probe = web.WebSocketResponse()
+        if not probe.can_prepare(request).ok:
+            return self._refuse(opened, 400, "invalid WebSocket handshake from the client")
+
+        protocols = [
+            p.strip()
+            for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+            for p in value.split(",")
+            if p.strip()
+        ]
+        try:
+            upstream = await self.upstream.connect_websocket(
+                url,
+                forwarded_request_headers(request, websocket=True),
+                protocols,
+                compress=_offers_deflate(request),
+                max_msg_size=self.config.max_message,
+            )
+        except UpstreamRejected as rejected:
+            return self._relay_rejection(opened, rejected)
+        except UpstreamUnreachable as exc:
+            text = f"sentinel-ws proxy: upstream {self.config.upstream} unreachable: {exc}\n"
+            return self._refuse(opened, 502, str(exc), text)
+
+        client_ws = web.WebSocketResponse(
+            protocols=[upstream.ws.protocol] if upstream.ws.protocol else (),
+            autoping=False,
+            autoclose=False,
+            max_msg_size=self.config.max_message,
+            compress="permessage-deflate" in upstream.headers.get("Sec-WebSocket-Extensions", ""),
+            timeout=self.config.close_timeout,
+            decode_text=False,
+        )
+        client_ws.headers.extend(relayed_response_headers(upstream.headers, websocket=True))
+        try:
+            await client_ws.prepare(request)
+        except (ConnectionError, RuntimeError) as exc:
+            upstream.drop()
+            return self._refuse(opened, 499, f"client went away during the handshake: {exc}")
+
+        self.emit(
+            SessionOpened(
+                **opened,
+                handshake_status=101,
+                response_headers=_pairs(upstream.headers),
+                subprotocol=upstream.ws.protocol,
+            )
+        )
+        relay = Relay(
+            session_id,
+            request,
+            client_ws,
+            upstream,
+            self.emit,
+            close_timeout=self.config.close_timeout,
+        )
+        self.relays[session_id] = relay
+        try:
+            closed = await relay.run()
+        finally:
+            del self.relays[session_id]
+        self.emit(closed)
+        return client_ws
+
+    def _relay_rejection(self, opened: dict, rejected: UpstreamRejected) -> web.Response:
+        self.emit(
+            SessionOpened(
+                **opened,
+                handshake_status=rejected.status,
+                response_headers=_pairs(rejected.headers),
+                handshake_body=rejected.body,
+                error=f"upstream answered {rejected.status} {rejected.reason}".strip(),
+            )
+        )
+        self.emit(SessionClosed(opened["session_id"], time.time(), None, None, "server", False))
+        return web.Response(
+            status=rejected.status,
+            reason=rejected.reason or None,
+            headers=relayed_response_headers(rejected.headers, websocket=False),
+            body=rejected.body,
+        )
+
+    def _refuse(
+        self, opened: dict, status: int, error: str, text: str | None = None
+    ) -> web.Response:
+        self.emit(SessionOpened(**opened, handshake_status=status, error=error))
+        self.emit(SessionClosed(opened["session_id"], time.time(), None, None, "proxy", False))
+        return web.Response(status=status, text=text or f"sentinel-ws proxy: {error}\n")
+
+    async def close_all(self, reason: str = SHUTDOWN_REASON) -> None:
+        """Close every open session with 1001 from the proxy, in parallel."""
+        relays = list(self.relays.values())
+        if relays:
+            await asyncio.gather(
+                *(r.close_from_proxy(1001, reason) for r in relays), return_exceptions=True
+            )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a ConfigError that says plainly why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as exc:
+        where = format_hostport(host, port)
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"cannot listen on {where}: the port is already in use") from None
+        if isinstance(exc, socket.gaierror):
+            raise ConfigError(f"cannot listen on {where}: unknown host {host!r}") from None
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+
+
+class ProxyServer:
+    """A proxy listening on its port, with its recorder; start() then stop()."""
+
+    def __init__(self, config: ProxyConfig, *, sinks: Sequence[Sink] = ()):
+        self.config = config
+        self.sinks = sinks
+        self.recorder: RecordingWriter | None = None
+        self.proxy: Proxy | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = config.listen_port
+
+    async def start(self) -> None:
+        config = self.config
+        # Bind before touching the recording, so a busy port leaves no empty run behind.
+        sock = bind(config.listen_host, config.listen_port)
+        try:
+            if config.db_path is not None:
+                self.recorder = RecordingWriter(
+                    config.db_path,
+                    redactor=Redactor.build(config.redact, config.redact_headers),
+                    max_payload=config.max_payload,
+                    listen=config.listen,
+                    upstream=str(config.upstream),
+                )
+                self.recorder.open()
+        except BaseException:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        self.proxy = Proxy(config, recorder=self.recorder, sinks=self.sinks)
+        self._runner = web.AppRunner(
+            self.proxy.make_app(), access_log=None, shutdown_timeout=config.close_timeout
+        )
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    @property
+    def url(self) -> str:
+        host = self.config.listen_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop accepting, close open sessions, then flush every pending row."""
+        assert self._runner is not None and self.proxy is not None
+        for site in list(self._runner.sites):
+            await site.stop()
+        try:
+            await asyncio.wait_for(self.proxy.close_all(), self.config.close_timeout + 1)
+        except asyncio.TimeoutError:
+            pass
+        await self._runner.cleanup()
+        await self.proxy.upstream.close()
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.close)
+
+
+async def serve_until_signalled(
+    config: ProxyConfig,
+    *,
+    sinks: Sequence[Sink] = (),
+    on_ready: Callable[[ProxyServer], None] = lambda server: None,
+) -> ProxyServer:
+    """Run the proxy until SIGINT or SIGTERM, then shut down without losing a row."""
+    server = ProxyServer(config, sinks=sinks)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass  # Windows: Ctrl-C arrives as KeyboardInterrupt instead
+    on_ready(server)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await server.stop()
+    return server

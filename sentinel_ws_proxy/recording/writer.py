@@ -1,0 +1,355 @@
+"""The recorder: events in, SQLite rows out, never on the event loop.
+
+``handle()`` only puts the event on a queue. A thread of its own drains the
+queue, turns events into rows (redaction, truncation and UTF-8 decoding happen
+here, off the relay's path) and inserts each batch with ``executemany`` in one
+transaction. A batch is whatever arrived while the previous one was written,
+so the delay between a frame and its commit is one batch's write time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sentinel_ws_proxy import __version__
+from sentinel_ws_proxy.events import Event, Frame, HttpRequest, SessionClosed, SessionOpened
+from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
+from sentinel_ws_proxy.recording.schema import RecordingError, open_database
+
+MAX_BATCH = 20_000
+_STOP = object()
+
+_INSERT_SESSION = (
+    "INSERT INTO sessions (id, run_id, started_at, client_addr, path, query, upstream_url,"
+    " request_headers, handshake_status, response_headers, handshake_body, subprotocol, error,"
+    " user_agent, origin, cookie_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_FRAME = (
+    "INSERT INTO frames (session_id, ts, direction, opcode, size, payload, truncated,"
+    " close_code, close_reason) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_HTTP = (
+    "INSERT INTO http_requests (run_id, ts, client_addr, method, path, query, status,"
+    " duration_ms, error) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+_CLOSE_SESSION = (
+    "UPDATE sessions SET ended_at=?, close_code=?, close_reason=?, closed_by=?, clean=?,"
+    " frames_c2s=?, frames_s2c=?, bytes_c2s=?, bytes_s2c=? WHERE id=?"
+)
+
+
+@dataclass
+class WriterStats:
+    rows_written: int = 0
+    batches: int = 0
+    pending: int = 0
+    last_commit: float | None = None
+    max_lag_ms: float = 0.0
+    errors: int = 0
+    dropped: int = 0
+    last_error: str | None = None
+
+
+def headers_json(pairs: Iterable[tuple[str, str]]) -> str:
+    """Headers as a JSON object with lower-case names; repeats joined by ', '."""
+    merged: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return json.dumps(merged, ensure_ascii=False)
+
+
+def _header(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
+    return next((v for k, v in pairs if k.lower() == name), None)
+
+
+def stored_payload(data: bytes, limit: int, *, text: bool) -> tuple[str | bytes, int]:
+    """(value to store, truncated flag): text frames as TEXT, the rest as BLOB."""
+    truncated = len(data) > limit
+    kept = data[:limit] if truncated else data
+    if text:
+        try:
+            # A cut may split a multi-byte character; drop the partial tail only.
+            return kept.decode("utf-8", errors="ignore" if truncated else "strict"), truncated
+        except UnicodeDecodeError:
+            return kept, truncated
+    return kept, truncated
+
+
+class RecordingWriter:
+    """Appends one proxy run to a recording file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        redactor: Redactor,
+        max_payload: int,
+        listen: str,
+        upstream: str,
+    ):
+        self.path = path
+        self.redactor = redactor
+        self.max_payload = max_payload
+        self.listen = listen
+        self.upstream = upstream
+        self.run_id = 0
+        self.first_session_id = 1
+        self.stats = WriterStats()
+        self._salt = b""
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> None:
+        """Check the file, start a run row, and start the writer thread.
+
+        Runs synchronously so that a bad path fails before the proxy listens.
+        """
+        db = open_database(self.path, create=True)
+        try:
+            self._refuse_if_in_use(db)
+            self._salt = self._hash_salt(db)
+            self.run_id = (
+                db["runs"]
+                .insert(
+                    {
+                        "started_at": time.time(),
+                        "listen": self.listen,
+                        "upstream": self.upstream,
+                        "version": __version__,
+                        "pid": os.getpid(),
+                        "hostname": socket.gethostname(),
+                    }
+                )
+                .last_pk
+            )
+            db.conn.commit()
+            self.first_session_id = (
+                db.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0] + 1
+            )
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot write to {self.path}: {exc}") from None
+        finally:
+            db.close()
+        self._thread = threading.Thread(target=self._run, name="sentinel-recorder", daemon=True)
+        self._thread.start()
+
+    def _refuse_if_in_use(self, db: object) -> None:
+        # Session ids are handed out by the proxy, so two proxies appending to
+        # one file at once would collide. A run without ended_at whose process
+        # is alive on this host is still writing.
+        rows = db.execute(  # type: ignore[attr-defined]
+            "SELECT id, pid FROM runs WHERE ended_at IS NULL AND hostname = ?",
+            [socket.gethostname()],
+        ).fetchall()
+        for run_id, pid in rows:
+            if pid and pid != os.getpid() and _alive(pid):
+                raise RecordingError(
+                    f"{self.path} is being written by another sentinel-ws proxy "
+                    f"(run {run_id}, pid {pid}); stop it or choose another --db"
+                )
+
+    @staticmethod
+    def _hash_salt(db: object) -> bytes:
+        row = db.execute("SELECT value FROM meta WHERE key = 'hash_salt'").fetchone()  # type: ignore[attr-defined]
+        if row:
+            return bytes.fromhex(row[0])
+        salt = secrets.token_bytes(16)
+        db.execute("INSERT INTO meta (key, value) VALUES ('hash_salt', ?)", [salt.hex()])  # type: ignore[attr-defined]
+        return salt
+
+    def handle(self, event: Event) -> None:
+        """Queue an event; returns at once, whatever the disk is doing."""
+        self._queue.put(event)
+
+    def close(self) -> WriterStats:
+        """Write everything still queued, mark the run ended, and stop the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        return self.stats
+
+    # -- the writer thread ------------------------------------------------
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL with synchronous=NORMAL survives a crash of this process;
+            # only a power loss can cost the last commits.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            stopping = False
+            while not stopping:
+                batch, stopping = self._next_batch()
+                if batch:
+                    self._write(conn, batch)
+            self._write_run_end(conn)
+        finally:
+            conn.close()
+
+    def _next_batch(self) -> tuple[list[Event], bool]:
+        batch: list[Event] = []
+        item = self._queue.get()
+        while True:
+            if item is _STOP:
+                return batch, True
+            batch.append(item)  # type: ignore[arg-type]
+            if len(batch) >= MAX_BATCH:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+
+    def _write(self, conn: sqlite3.Connection, batch: list[Event]) -> None:
+        rows = self._rows(batch)
+        for attempt in range(5):
+            try:
+                with conn:
+                    conn.executemany(_INSERT_SESSION, rows["sessions"])
+                    conn.executemany(_INSERT_FRAME, rows["frames"])
+                    conn.executemany(_INSERT_HTTP, rows["http"])
+                    conn.executemany(_CLOSE_SESSION, rows["closes"])
+                break
+            except sqlite3.Error as exc:
+                self.stats.errors += 1
+                self.stats.last_error = str(exc)
+                print(
+                    f"sentinel-ws: recording to {self.path} failed ({exc}); "
+                    f"retry {attempt + 1} of 5",
+                    file=sys.stderr,
+                )
+                time.sleep(0.5 * (attempt + 1))
+        else:
+            self.stats.dropped += len(batch)
+            print(
+                f"sentinel-ws: gave up on {len(batch)} events for {self.path}: "
+                f"{self.stats.last_error}",
+                file=sys.stderr,
+            )
+            return
+        now = time.time()
+        self.stats.rows_written += sum(len(r) for r in rows.values())
+        self.stats.batches += 1
+        self.stats.last_commit = now
+        self.stats.pending = self._queue.qsize()
+        oldest = min((getattr(e, "ts", now) for e in batch), default=now)
+        self.stats.max_lag_ms = max(self.stats.max_lag_ms, (now - oldest) * 1000)
+
+    def _rows(self, batch: list[Event]) -> dict[str, list[tuple[object, ...]]]:
+        rows: dict[str, list[tuple[object, ...]]] = {
+            "sessions": [],
+            "frames": [],
+            "http": [],
+            "closes": [],
+        }
+        for event in batch:
+            if isinstance(event, Frame):
+                rows["frames"].append(self._frame_row(event))
+            elif isinstance(event, SessionOpened):
+                rows["sessions"].append(self._session_row(event))
+            elif isinstance(event, SessionClosed):
+                rows["closes"].append(self._close_row(event))
+            elif isinstance(event, HttpRequest):
+                rows["http"].append(self._http_row(event))
+        return rows
+
+    def _frame_row(self, f: Frame) -> tuple[object, ...]:
+        payload, truncated = stored_payload(f.payload, self.max_payload, text=f.opcode == "text")
+        return (
+            f.session_id,
+            f.ts,
+            f.direction,
+            f.opcode,
+            len(f.payload),
+            payload,
+            int(truncated),
+            f.close_code,
+            f.close_reason,
+        )
+
+    def _session_row(self, s: SessionOpened) -> tuple[object, ...]:
+        r = self.redactor
+        body, _ = stored_payload(s.handshake_body, self.max_payload, text=True)
+        return (
+            s.session_id,
+            self.run_id,
+            s.ts,
+            s.client_addr,
+            s.path,
+            r.query(s.query),
+            r.url(s.upstream_url),
+            headers_json(r.headers(s.request_headers)),
+            s.handshake_status,
+            headers_json(r.headers(s.response_headers)),
+            body if s.handshake_body else None,
+            s.subprotocol,
+            s.error,
+            _header(s.request_headers, "user-agent"),
+            _header(s.request_headers, "origin"),
+            client_fingerprint(self._salt, _header(s.request_headers, "cookie")),
+        )
+
+    @staticmethod
+    def _close_row(c: SessionClosed) -> tuple[object, ...]:
+        return (
+            c.ts,
+            c.close_code,
+            c.close_reason,
+            c.closed_by,
+            int(c.clean),
+            c.frames_c2s,
+            c.frames_s2c,
+            c.bytes_c2s,
+            c.bytes_s2c,
+            c.session_id,
+        )
+
+    def _http_row(self, h: HttpRequest) -> tuple[object, ...]:
+        return (
+            self.run_id,
+            h.ts,
+            h.client_addr,
+            h.method,
+            h.path,
+            self.redactor.query(h.query),
+            h.status,
+            h.duration_ms,
+            h.error,
+        )
+
+    def _write_run_end(self, conn: sqlite3.Connection) -> None:
+        try:
+            with conn:
+                conn.execute(
+                    "UPDATE runs SET ended_at = ? WHERE id = ?", [time.time(), self.run_id]
+                )
+        except sqlite3.Error as exc:
+            print(f"sentinel-ws: could not mark run {self.run_id} ended: {exc}", file=sys.stderr)
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        # os.kill with signal 0 is not a probe on Windows; skip the check there.
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,230 @@
+"""Real peers on loopback: a scripted aiohttp upstream, a websockets echo server, the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import websockets
+from aiohttp import WSMsgType, web
+
+from sentinel_ws_proxy.proxy.config import ProxyConfig, parse_upstream
+from sentinel_ws_proxy.proxy.server import ProxyServer
+
+STEP = 10.0  # seconds any single await in a test may take
+
+
+async def within(aw, seconds: float = STEP):
+    """Await with a deadline, so a hang fails with a message instead of stalling."""
+    return await asyncio.wait_for(aw, seconds)
+
+
+@dataclass
+class UpstreamLog:
+    """What the scripted upstream saw, for assertions."""
+
+    received: list[tuple[str, bytes | str]] = field(default_factory=list)
+    handshake_headers: list[dict[str, str]] = field(default_factory=list)
+    # (close code, reason) for a close frame, ("lost", None) for a TCP loss.
+    ends: asyncio.Queue = field(default_factory=asyncio.Queue)
+    ignore_close: bool = False
+
+
+def scripted_upstream(log: UpstreamLog) -> web.Application:
+    """An aiohttp server whose WebSocket obeys text commands ("close 4001 bye", "drop"...)."""
+
+    async def ws_handler(request: web.Request) -> web.StreamResponse:
+        log.handshake_headers.append(dict(request.headers))
+        ws = web.WebSocketResponse(
+            protocols=("chat",), autoping=False, autoclose=False, max_msg_size=64 * 1024 * 1024
+        )
+        ws.headers["X-Upstream"] = "scripted"
+        ws.headers["Set-Cookie"] = "upstream_session=s3cr3t; HttpOnly"
+        await ws.prepare(request)
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                log.received.append(("text", msg.data))
+                if not await run_command(request, ws, msg.data):
+                    break
+            elif msg.type is WSMsgType.BINARY:
+                log.received.append(("binary", msg.data))
+                await ws.send_bytes(msg.data)
+            elif msg.type is WSMsgType.PING:
+                log.received.append(("ping", msg.data))
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                log.received.append(("pong", msg.data))
+            elif msg.type is WSMsgType.CLOSE:
+                log.ends.put_nowait((msg.data, msg.extra))
+                if not log.ignore_close:
+                    await ws.close(code=msg.data or 1000, message=(msg.extra or "").encode())
+                else:
+                    await asyncio.sleep(30)
+                break
+            else:
+                log.ends.put_nowait(("lost", None))
+                break
+        return ws
+
+    async def run_command(request: web.Request, ws: web.WebSocketResponse, text: str) -> bool:
+        verb, _, arg = text.partition(" ")
+        if verb == "close":
+            code, _, reason = arg.partition(" ")
+            await ws.send_frame(int(code).to_bytes(2, "big") + reason.encode(), WSMsgType.CLOSE)
+            reply = await ws.receive()
+            log.ends.put_nowait(
+                (reply.data, reply.extra) if reply.type is WSMsgType.CLOSE else ("lost", None)
+            )
+            request.transport.close()
+            return False
+        if verb == "emptyclose":
+            await ws.send_frame(b"", WSMsgType.CLOSE)
+            reply = await ws.receive()
+            log.ends.put_nowait((reply.data, reply.extra))
+            request.transport.close()
+            return False
+        if verb == "drop":
+            request.transport.close()
+            return False
+        if verb == "ping":
+            await ws.ping(arg.encode())
+        elif verb == "pong":
+            await ws.pong(arg.encode())
+        elif verb == "headers":
+            await ws.send_str(json.dumps(log.handshake_headers[-1]))
+        elif verb == "binary":
+            await ws.send_bytes(bytes(range(256)) * (int(arg) // 256) + b"\x00" * (int(arg) % 256))
+        elif verb == "silence":
+            log.ignore_close = True
+        else:
+            await ws.send_str(text)
+        return True
+
+    async def reject(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"detail": "Origin not allowed", "origin": request.headers.get("Origin")},
+            status=403,
+            headers={"X-Reject-Reason": "origin"},
+        )
+
+    async def redirect(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": "http://127.0.0.1:9/elsewhere"})
+
+    async def api_echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": request.query_string,
+                "headers": dict(request.headers),
+                "body_len": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+            },
+            headers={"X-Echo": "1", "Set-Cookie": "a=b"},
+            status=201 if request.method == "POST" else 200,
+        )
+
+    async def api_big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        for _ in range(16):
+            await response.write(b"x" * 65536)
+        await response.write_eof()
+        return response
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/ws/reject", reject)
+    app.router.add_get("/ws/redirect", redirect)
+    app.router.add_route("*", "/api/redirect", redirect)
+    app.router.add_get("/api/big", api_big)
+    app.router.add_route("*", "/api/{tail:.*}", api_echo)
+    app.router.add_get("/{tail:.*}", ws_handler)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[str, UpstreamLog]]:
+    log = UpstreamLog()
+    async with serve_app(scripted_upstream(log)) as url:
+        yield url, log
+
+
+@pytest.fixture
+async def echo_upstream() -> AsyncIterator[str]:
+    """A websockets server that echoes every message (a second, independent implementation)."""
+
+    async def echo(ws) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with websockets.serve(echo, "127.0.0.1", 0, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def running_proxy(
+    upstream_url: str, db: Path | None, **options
+) -> AsyncIterator[ProxyServer]:
+    config = ProxyConfig(
+        listen_host="127.0.0.1",
+        listen_port=0,
+        upstream=parse_upstream(upstream_url),
+        db_path=db,
+        **options,
+    )
+    server = ProxyServer(config)
+    await within(server.start())
+    stopped = False
+
+    async def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            await within(server.stop(), 20)
+
+    server.stop_once = stop  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        await stop()
+
+
+def ws_url(http_url: str, path: str) -> str:
+    return http_url.replace("http://", "ws://", 1) + path
+
+
+def rows(db: Path, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "rec.db"

@@ -1,0 +1,200 @@
+"""The sentinel-ws command as users run it: options, errors, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+import websockets
+from click.testing import CliRunner
+
+from sentinel_ws_proxy import __version__
+from sentinel_ws_proxy.cli import cli
+from tests.conftest import rows, within, ws_url
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_proxy_help_explains_the_defaults():
+    result = run_cli("proxy", "--help")
+    assert result.exit_code == 0
+    for text in ("127.0.0.1:8002", "http://localhost:8001", "recordings/sentinel.db", "1009"):
+        assert text in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--listen", "nonsense"], "expected HOST:PORT"),
+        (["--listen", "127.0.0.1:99999"], "port must be a number"),
+        (["--upstream", "ftp://x"], "expected http://HOST"),
+        (["--upstream", "http://localhost:8001/api"], "give only the origin"),
+        (["--max-message", "lots"], "expected a size"),
+    ],
+)
+def test_bad_options_get_one_line_and_status_2(args, message, tmp_path):
+    result = run_cli("proxy", "--db", str(tmp_path / "r.db"), *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_port_in_use(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_cli("proxy", "--listen", f"127.0.0.1:{port}", "--db", str(tmp_path / "r.db"))
+    assert result.exit_code == 2
+    assert "already in use" in result.output
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_recording_path_that_cannot_be_written(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("proxy", "--listen", "127.0.0.1:0", "--db", str(blocker / "r.db"))
+    assert result.exit_code == 2
+    assert "cannot open" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_file_that_is_not_sqlite(tmp_path):
+    notes = tmp_path / "notes.db"
+    notes.write_text("hello, not a database\n" * 100)
+    result = run_cli("proxy", "--listen", "127.0.0.1:0", "--db", str(notes))
+    assert result.exit_code == 2
+    assert "is not a SQLite database" in result.output
+    assert notes.read_text().startswith("hello")
+
+
+def test_sqlite_file_that_is_not_ours(tmp_path):
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    result = run_cli("proxy", "--listen", "127.0.0.1:0", "--db", str(other))
+    assert result.exit_code == 2
+    assert "not a sentinel-ws recording" in result.output
+
+
+async def start_cli_proxy(upstream_url: str, db: Path, *extra: str):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sentinel_ws_proxy",
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        upstream_url,
+        "--db",
+        str(db),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    banner = []
+    while True:
+        line = (await within(process.stdout.readline())).decode()
+        assert line, "proxy exited early: " + (await process.stderr.read()).decode()
+        banner.append(line)
+        if line.startswith("Point your frontend at"):
+            break
+    url = re.search(r"http://127\.0\.0\.1:\d+", banner[-1]).group(0)
+    return process, url, "".join(banner)
+
+
+async def test_sigterm_mid_stream_flushes_every_relayed_frame(tmp_path):
+    db = tmp_path / "rec.db"
+    upstream_got: list[str] = []
+
+    async def echo(ws) -> None:
+        async for message in ws:
+            upstream_got.append(message)
+            await ws.send(message)
+
+    async with websockets.serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        process, url, banner = await start_cli_proxy(f"http://127.0.0.1:{port}", db)
+        assert f"upstream      http://127.0.0.1:{port}" in banner
+        assert str(db) in banner
+        client_got: list[str] = []
+        async with websockets.connect(ws_url(url, "/ws")) as ws:
+
+            async def send_forever() -> None:
+                i = 0
+                while True:
+                    await ws.send(f"m{i}")
+                    i += 1
+                    await asyncio.sleep(0)
+
+            sender = asyncio.create_task(send_forever())
+            try:
+                while True:
+                    client_got.append(await within(ws.recv()))
+                    if len(client_got) == 500:
+                        process.send_signal(signal.SIGTERM)
+            except websockets.ConnectionClosed:
+                pass
+            finally:
+                sender.cancel()
+            assert (ws.close_code, ws.close_reason) == (1001, "sentinel-ws proxy shutting down")
+        assert await within(process.wait(), 20) == 0
+        out = (await process.stdout.read()).decode()
+        assert "Stopped. Recorded" in out
+
+    assert len(client_got) >= 500
+    recorded_c2s = {r[0] for r in rows(db, "SELECT payload FROM frames WHERE direction='c2s'")}
+    recorded_s2c = {r[0] for r in rows(db, "SELECT payload FROM frames WHERE direction='s2c'")}
+    # Every frame that crossed the proxy is in the recording.
+    assert set(upstream_got) <= recorded_c2s
+    assert set(client_got) <= recorded_s2c
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["closed_by"], session["close_code"]) == ("proxy", 1001)
+    (run,) = rows(db, "SELECT * FROM runs")
+    assert run["ended_at"] is not None
+
+
+async def test_second_proxy_on_the_same_recording_is_refused(tmp_path, echo_upstream):
+    db = tmp_path / "rec.db"
+    process, _url, _ = await start_cli_proxy(echo_upstream, db)
+    try:
+        second = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sentinel_ws_proxy",
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            echo_upstream,
+            "--db",
+            str(db),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await within(second.communicate(), 20)
+        assert second.returncode == 2
+        assert "being written by another sentinel-ws proxy" in out.decode()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert await within(process.wait(), 20) == 0

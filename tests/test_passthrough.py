@@ -1,0 +1,161 @@
+"""Plain HTTP through the proxy, its own /_sentinel/ endpoints, and where it may connect."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+
+import aiohttp
+import websockets
+
+from tests.conftest import rows, running_proxy, serve_app, within, ws_url
+
+
+async def test_post_body_status_and_headers_pass_through(upstream, db):
+    url, _ = upstream
+    body = os.urandom(1024 * 1024 + 7)
+    async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{proxy.url}/api/items?page=2", data=body, headers={"X-Trace": "t1"}
+        ) as response:
+            assert response.status == 201
+            assert response.headers["X-Echo"] == "1"
+            echoed = await response.json()
+        assert echoed["method"] == "POST"
+        assert (echoed["path"], echoed["query"]) == ("/api/items", "page=2")
+        assert echoed["body_len"] == len(body)
+        assert echoed["body_sha256"] == hashlib.sha256(body).hexdigest()
+        assert echoed["headers"]["X-Trace"] == "t1"
+        assert echoed["headers"]["X-Forwarded-For"] == "127.0.0.1"
+        await proxy.stop_once()
+    (req,) = rows(db, "SELECT * FROM http_requests")
+    assert (req["method"], req["path"], req["query"], req["status"]) == (
+        "POST",
+        "/api/items",
+        "page=2",
+        201,
+    )
+
+
+async def test_every_method_and_streamed_response(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        for method in ("GET", "PUT", "PATCH", "DELETE", "OPTIONS"):
+            async with http.request(method, f"{proxy.url}/api/x") as response:
+                assert (await response.json())["method"] == method
+        async with http.head(f"{proxy.url}/api/x") as response:
+            assert response.status == 200
+        async with http.get(f"{proxy.url}/api/big") as response:
+            assert len(await response.read()) == 16 * 65536
+
+
+async def test_redirects_are_returned_not_followed(upstream, db):
+    url, _ = upstream
+    async with (
+        running_proxy(url, db) as proxy,
+        aiohttp.ClientSession() as http,
+        http.get(f"{proxy.url}/api/redirect", allow_redirects=False) as response,
+    ):
+        assert response.status == 302
+        assert response.headers["Location"] == "http://127.0.0.1:9/elsewhere"
+
+
+async def test_sentinel_endpoints_are_answered_by_the_proxy(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws/mission-updates")))
+        await ws.send("one")
+        await within(ws.recv())
+        async with http.get(f"{proxy.url}/_sentinel/diagnostics/websockets") as response:
+            diag = await response.json()
+        assert diag["active_connections"] == 1
+        assert diag["events_broadcast"] == 1
+        assert diag["last_event_time"] is not None
+        (conn,) = diag["connection_info"]
+        assert conn["client_info"] == "127.0.0.1"
+        assert conn["path"] == "/ws/mission-updates"
+        assert (conn["frames_c2s"], conn["frames_s2c"]) == (1, 1)
+        assert conn["connected_at"] and conn["last_activity"]
+        async with http.get(f"{proxy.url}/_sentinel/status") as response:
+            status = await response.json()
+        assert status["upstream"] == url
+        assert status["recording"]["path"] == str(db)
+        assert status["counters"]["active_sessions"] == 1
+        assert status["uptime_seconds"] >= 0
+        async with http.get(f"{proxy.url}/_sentinel/nope") as response:
+            assert response.status == 404
+        await ws.close()
+
+
+async def test_proxy_only_connects_to_its_upstream(db):
+    hits: list[str] = []
+
+    async def handler(request):
+        hits.append(request.path)
+        return aiohttp.web.Response(text="upstream")
+
+    async def elsewhere(request):
+        hits.append("ELSEWHERE " + request.path)
+        return aiohttp.web.Response(text="elsewhere")
+
+    up, other = aiohttp.web.Application(), aiohttp.web.Application()
+    up.router.add_route("*", "/{tail:.*}", handler)
+    other.router.add_route("*", "/{tail:.*}", elsewhere)
+    async with serve_app(up) as url, serve_app(other) as other_url, running_proxy(url, db) as proxy:
+        host, port = proxy.url.removeprefix("http://").split(":")
+        other_host = other_url.removeprefix("http://")
+        for target in (f"http://{other_host}/x", f"//{other_host}/y"):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                f"GET {target} HTTP/1.1\r\nHost: {other_host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            await writer.drain()
+            reply = await within(reader.read())
+            writer.close()
+            assert b"elsewhere" not in reply
+    # Both requests went to the configured upstream, and only there.
+    assert hits == ["/x", f"//{other_host}/y"], hits
+
+
+async def test_redaction_on_by_default(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db, redact_headers=("X-Api-Key",)) as proxy:
+        ws = await within(
+            websockets.connect(
+                ws_url(proxy.url, "/ws?token=abc&room=7&api_key=k"),
+                additional_headers={
+                    "Cookie": "sid=secret",
+                    "Authorization": "Bearer t",
+                    "X-Api-Key": "key",
+                },
+            )
+        )
+        await ws.close()
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    headers = json.loads(session["request_headers"])
+    assert headers["cookie"] == headers["authorization"] == headers["x-api-key"] == "[redacted]"
+    assert json.loads(session["response_headers"])["set-cookie"] == "[redacted]"
+    assert session["query"] == "token=[redacted]&room=7&api_key=[redacted]"
+    assert "abc" not in session["upstream_url"]
+    assert session["cookie_hash"] and "secret" not in session["cookie_hash"]
+    # Not anywhere in the files either (the WAL included, if one is left).
+    raw = b"".join(f.read_bytes() for f in db.parent.glob(db.name + "*"))
+    assert b"sid=secret" not in raw and b"Bearer t" not in raw
+
+
+async def test_redaction_off_keeps_values(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db, redact=False) as proxy:
+        ws = await within(
+            websockets.connect(
+                ws_url(proxy.url, "/ws?token=abc"), additional_headers={"Cookie": "sid=secret"}
+            )
+        )
+        await ws.close()
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert json.loads(session["request_headers"])["cookie"] == "sid=secret"
+    assert session["query"] == "token=abc"

@@ -1,0 +1,213 @@
+"""Frames, closes and drops through the proxy, checked on the wire and in the recording."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+import websockets
+from aiohttp import WSMsgType
+
+from tests.conftest import rows, running_proxy, within, ws_url
+
+
+async def test_every_frame_kind_both_ways_forwarded_and_recorded_byte_exact(upstream, db):
+    url, log = upstream
+    async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        ws = await within(http.ws_connect(ws_url(proxy.url, "/ws/mission-updates"), autoping=False))
+        await ws.send_str("héllo ✓")
+        assert (await within(ws.receive())).data == "héllo ✓"
+        blob = bytes(range(256)) * 3
+        await ws.send_bytes(blob)
+        assert (await within(ws.receive())).data == blob
+        await ws.ping(b"client-ping")
+        pong = await within(ws.receive())
+        assert (pong.type, pong.data) == (WSMsgType.PONG, b"client-ping")
+        await ws.pong(b"unsolicited")
+        await ws.send_str("ping server-ping")
+        ping = await within(ws.receive())
+        assert (ping.type, ping.data) == (WSMsgType.PING, b"server-ping")
+        await ws.send_str("pong server-pong")
+        pong = await within(ws.receive())
+        assert (pong.type, pong.data) == (WSMsgType.PONG, b"server-pong")
+        await ws.close()
+        await proxy.stop_once()
+
+    # The proxy answered nothing itself: the upstream saw the ping and the pong.
+    assert ("ping", b"client-ping") in log.received
+    assert ("pong", b"unsolicited") in log.received
+    frames = [
+        (r["direction"], r["opcode"], r["payload"], r["size"])
+        for r in rows(db, "SELECT * FROM frames WHERE opcode != 'close' ORDER BY id")
+    ]
+    assert frames == [
+        ("c2s", "text", "héllo ✓", len("héllo ✓".encode())),
+        ("s2c", "text", "héllo ✓", len("héllo ✓".encode())),
+        ("c2s", "binary", blob, len(blob)),
+        ("s2c", "binary", blob, len(blob)),
+        ("c2s", "ping", b"client-ping", 11),
+        ("s2c", "pong", b"client-ping", 11),
+        ("c2s", "pong", b"unsolicited", 11),
+        ("c2s", "text", "ping server-ping", 16),
+        ("s2c", "ping", b"server-ping", 11),
+        ("c2s", "text", "pong server-pong", 16),
+        ("s2c", "pong", b"server-pong", 11),
+    ]
+    (session,) = rows(db, "SELECT * FROM sessions")
+    counted = rows(
+        db, "SELECT direction, count(*) n, sum(size) b FROM frames GROUP BY direction ORDER BY 1"
+    )
+    assert (session["frames_c2s"], session["bytes_c2s"]) == (counted[0]["n"], counted[0]["b"])
+    assert (session["frames_s2c"], session["bytes_s2c"]) == (counted[1]["n"], counted[1]["b"])
+
+
+@pytest.mark.parametrize("code,reason", [(4001, "bye from client"), (1000, ""), (3000, "ünï")])
+async def test_client_close_travels_with_code_and_reason_and_completes_fast(
+    upstream, db, code, reason
+):
+    url, log = upstream
+    async with running_proxy(url, db) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws"), close_timeout=5))
+        await ws.send("hi")
+        await within(ws.recv())
+        started = time.perf_counter()
+        await within(ws.close(code, reason))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        # The reply came back through the proxy (a timeout would leave no close_rcvd).
+        assert ws.protocol.close_rcvd is not None
+        assert (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (code, reason)
+        assert await within(log.ends.get()) == (code, reason)
+        print(f"close handshake through the proxy: {elapsed_ms:.1f} ms")
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["close_code"], session["close_reason"]) == (code, reason)
+    assert (session["closed_by"], session["clean"]) == ("client", 1)
+    closes = rows(db, "SELECT direction, close_code, close_reason FROM frames WHERE opcode='close'")
+    assert [tuple(r) for r in closes] == [("c2s", code, reason), ("s2c", code, reason)]
+
+
+async def test_server_close_travels_with_code_and_reason(upstream, db):
+    url, log = upstream
+    async with running_proxy(url, db) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        await ws.send("close 4002 server says bye")
+        with pytest.raises(websockets.ConnectionClosed):
+            await within(ws.recv())
+        assert (ws.close_code, ws.close_reason) == (4002, "server says bye")
+        # websockets echoes the code: the upstream got the client's reply.
+        assert await within(log.ends.get()) == (4002, "server says bye")
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["close_code"], session["closed_by"], session["clean"]) == (4002, "server", 1)
+
+
+async def test_close_without_status_stays_without_status(upstream, db):
+    url, log = upstream
+    async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        ws = await within(http.ws_connect(ws_url(proxy.url, "/ws"), autoclose=False))
+        await ws.send_str("emptyclose")
+        msg = await within(ws.receive())
+        assert (msg.type, msg.data) == (WSMsgType.CLOSE, 0)  # aiohttp's "no status code"
+        await ws.send_frame(b"", WSMsgType.CLOSE)
+        assert await within(log.ends.get()) == (0, "")
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["close_code"], session["clean"]) == (1005, 1)
+    assert {r["size"] for r in rows(db, "SELECT size FROM frames WHERE opcode='close'")} == {0}
+
+
+async def test_upstream_drop_becomes_abrupt_close_for_client(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        await ws.send("drop")
+        with pytest.raises(websockets.ConnectionClosedError):
+            await within(ws.recv())
+        assert ws.close_code == 1006
+        assert ws.protocol.close_rcvd is None  # no close frame came through
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["close_code"], session["closed_by"], session["clean"]) == (1006, "server", 0)
+
+
+async def test_client_drop_becomes_abrupt_close_for_upstream(upstream, db):
+    url, log = upstream
+    async with running_proxy(url, db) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        await ws.send("hello")
+        await within(ws.recv())
+        ws.transport.abort()  # a killed tab: TCP gone, no close frame
+        assert await within(log.ends.get()) == ("lost", None)
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["close_code"], session["closed_by"], session["clean"]) == (1006, "client", 0)
+
+
+async def test_unanswered_close_gives_up_after_close_timeout(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db, close_timeout=0.5) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws"), close_timeout=5))
+        await ws.send("silence")
+        await within(ws.close(4003, "anyone there?"))
+        assert ws.protocol.close_rcvd is None  # the upstream never answered
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["close_code"], session["closed_by"], session["clean"]) == (4003, "client", 0)
+
+
+async def test_oversize_message_closes_that_side_with_1009(upstream, db):
+    url, log = upstream
+    limit = 64 * 1024
+    async with running_proxy(url, db, max_message=limit) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws"), max_size=None))
+        await ws.send("small")
+        assert await within(ws.recv()) == "small"
+        await ws.send(b"x" * (limit + 1))
+        with pytest.raises(websockets.ConnectionClosedError):
+            await within(ws.recv())
+        assert ws.close_code == 1009
+        code, reason = await within(log.ends.get())
+        assert (code, reason) == (1001, "sentinel-ws: client leg closed 1009 message too big")
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["close_code"], session["closed_by"]) == (1009, "proxy")
+    proxy_closes = rows(
+        db, "SELECT direction, close_code FROM frames WHERE opcode='close' ORDER BY id"
+    )
+    assert ("s2c", 1009) in [tuple(r) for r in proxy_closes]
+
+
+async def test_oversize_message_from_upstream_closes_upstream_side(upstream, db):
+    url, log = upstream
+    async with running_proxy(url, db, max_message=1024) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        await ws.send("binary 4096")
+        with pytest.raises(websockets.ConnectionClosed):
+            await within(ws.recv())
+        assert ws.close_code == 1001
+        assert await within(log.ends.get()) == (1009, "")
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert (session["close_code"], session["closed_by"]) == (1009, "proxy")
+
+
+async def test_many_messages_over_several_connections_all_recorded(echo_upstream, db):
+    connections, per_connection = 4, 5000
+
+    async def talk(index: int) -> None:
+        async with websockets.connect(ws_url(proxy.url, f"/ws?c={index}")) as ws:
+            for batch in range(0, per_connection, 100):
+                for i in range(batch, batch + 100):
+                    await ws.send(f"{index}:{i}")
+                for i in range(batch, batch + 100):
+                    assert await within(ws.recv()) == f"{index}:{i}"
+
+    async with running_proxy(echo_upstream, db) as proxy:
+        await within(asyncio.gather(*(talk(i) for i in range(connections))), 60)
+        await proxy.stop_once()
+    (count,) = rows(db, "SELECT count(*) FROM frames WHERE opcode = 'text'")
+    assert count[0] == 2 * connections * per_connection == 40_000
+    per_session = rows(db, "SELECT frames_c2s, frames_s2c FROM sessions")
+    assert all(r["frames_c2s"] == r["frames_s2c"] == per_connection + 1 for r in per_session)
