@@ -95,22 +95,22 @@ def test_sqlite_file_that_is_not_ours(tmp_path):
     assert "not a sentinel-ws recording" in result.output
 
 
-async def start_cli_proxy(upstream_url: str, db: Path, *extra: str):
-    process = await asyncio.create_subprocess_exec(
+async def cli_process(*args: str, merge_stderr: bool = False) -> asyncio.subprocess.Process:
+    """The real command in a subprocess, as a user runs it."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "sentinel_ws_proxy",
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        upstream_url,
-        "--db",
-        str(db),
-        *extra,
+        *args,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def start_cli_proxy(upstream_url: str, db: Path, *extra: str):
+    process = await cli_process(
+        "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream_url, "--db", str(db), *extra
     )
     banner = []
     while True:
@@ -178,10 +178,7 @@ async def test_second_proxy_on_the_same_recording_is_refused(tmp_path, echo_upst
     db = tmp_path / "rec.db"
     process, _url, _ = await start_cli_proxy(echo_upstream, db)
     try:
-        second = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sentinel_ws_proxy",
+        second = await cli_process(
             "proxy",
             "--listen",
             "127.0.0.1:0",
@@ -189,8 +186,7 @@ async def test_second_proxy_on_the_same_recording_is_refused(tmp_path, echo_upst
             echo_upstream,
             "--db",
             str(db),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            merge_stderr=True,
         )
         out, _ = await within(second.communicate(), 20)
         assert second.returncode == 2

@@ -163,3 +163,16 @@ async def test_session_ids_continue_when_runs_append_to_one_file(upstream, db):
     assert [tuple(r) for r in found] == [(1, 1), (2, 2)]
     runs = rows(db, "SELECT id, ended_at FROM runs")
     assert all(r["ended_at"] is not None for r in runs)
+
+
+async def test_invalid_client_handshake_gets_400_and_is_recorded(upstream, db):
+    url, log = upstream
+    async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        bad = {k: v for k, v in UPGRADE.items() if k != "Sec-WebSocket-Key"}
+        async with http.get(f"{proxy.url}/ws", headers=bad) as response:
+            assert response.status == 400
+            assert "invalid WebSocket handshake" in await response.text()
+        await proxy.stop_once()
+    assert log.handshake_headers == []  # never forwarded
+    (session,) = rows(db, "SELECT handshake_status FROM sessions")
+    assert session[0] == 400

@@ -159,3 +159,18 @@ async def test_redaction_off_keeps_values(upstream, db):
     (session,) = rows(db, "SELECT * FROM sessions")
     assert json.loads(session["request_headers"])["cookie"] == "sid=secret"
     assert session["query"] == "token=abc"
+
+
+async def test_http_to_unreachable_upstream_is_502_and_recorded(db):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with running_proxy(f"http://127.0.0.1:{port}", db) as proxy:
+        async with aiohttp.ClientSession() as http, http.get(f"{proxy.url}/api/x") as response:
+            assert response.status == 502
+            assert "unreachable" in await response.text()
+        await proxy.stop_once()
+    (req,) = rows(db, "SELECT status, error FROM http_requests")
+    assert req["status"] == 502 and "cannot connect" in req["error"]

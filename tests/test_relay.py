@@ -211,3 +211,53 @@ async def test_many_messages_over_several_connections_all_recorded(echo_upstream
     assert count[0] == 2 * connections * per_connection == 40_000
     per_session = rows(db, "SELECT frames_c2s, frames_s2c FROM sessions")
     assert all(r["frames_c2s"] == r["frames_s2c"] == per_connection + 1 for r in per_session)
+
+
+async def test_payloads_over_max_payload_are_cut_in_the_recording_only(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db, max_payload=10) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        text = "ééééééééé!"  # 19 bytes: the cut falls inside a two-byte character
+        await ws.send(text)
+        assert await within(ws.recv()) == text  # the wire carries all of it
+        await ws.send(b"0123456789abcdef")
+        assert await within(ws.recv()) == b"0123456789abcdef"
+        await ws.close()
+        await proxy.stop_once()
+    found = rows(db, "SELECT opcode, size, payload, truncated FROM frames WHERE direction='c2s'")
+    assert tuple(found[0]) == ("text", 19, "ééééé", 1)
+    assert tuple(found[1]) == ("binary", 16, b"0123456789", 1)
+
+
+async def test_compression_is_negotiated_per_leg_as_the_upstream_decides(db):
+    async def echo(ws) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    for upstream_compression, expected in (("deflate", "permessage-deflate"), (None, None)):
+        async with websockets.serve(
+            echo, "127.0.0.1", 0, compression=upstream_compression
+        ) as server:
+            url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            async with running_proxy(url, None) as proxy:
+                ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+                agreed = ws.response.headers.get("Sec-WebSocket-Extensions")
+                assert (agreed.split(";")[0] if agreed else None) == expected
+                await ws.send("x" * 10_000)
+                assert await within(ws.recv()) == "x" * 10_000
+                await ws.close()
+
+
+async def test_simultaneous_close_from_both_sides_completes(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        ws = await within(http.ws_connect(ws_url(proxy.url, "/ws"), autoclose=False))
+        # The upstream starts its close while ours is already on the way.
+        await ws.send_str("close 4010 server")
+        await ws.send_frame((4011).to_bytes(2, "big") + b"client", WSMsgType.CLOSE)
+        msg = await within(ws.receive())
+        assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 4010, "server")
+        await proxy.stop_once()
+    (session,) = rows(db, "SELECT * FROM sessions")
+    assert session["clean"] == 1
+    assert session["closed_by"] in ("client", "server")
