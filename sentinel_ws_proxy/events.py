@@ -65,6 +65,7 @@ class SessionClosed:
     frames_s2c: int = 0
     bytes_c2s: int = 0
     bytes_s2c: int = 0
+    last_frame_at: float | None = None  # the last frame other than a close
 
 
 @dataclass(frozen=True, slots=True)

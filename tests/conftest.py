@@ -91,6 +91,14 @@ def scripted_upstream(log: UpstreamLog) -> web.Application:
             log.ends.put_nowait((reply.data, reply.extra))
             request.transport.close()
             return False
+        if verb == "idle":
+            # Go quiet, then close as a server with an idle timeout would.
+            await asyncio.sleep(float(arg))
+            await ws.send_frame((4000).to_bytes(2, "big") + b"idle timeout", WSMsgType.CLOSE)
+            reply = await ws.receive()
+            log.ends.put_nowait((reply.data, reply.extra))
+            request.transport.close()
+            return False
         if verb == "drop":
             request.transport.close()
             return False
@@ -114,6 +122,9 @@ def scripted_upstream(log: UpstreamLog) -> web.Application:
             status=403,
             headers={"X-Reject-Reason": "origin"},
         )
+
+    async def not_found(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="no such endpoint")
 
     async def redirect(request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"Location": "http://127.0.0.1:9/elsewhere"})
@@ -143,6 +154,7 @@ def scripted_upstream(log: UpstreamLog) -> web.Application:
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/ws/reject", reject)
+    app.router.add_get("/ws/missing", not_found)
     app.router.add_get("/ws/redirect", redirect)
     app.router.add_route("*", "/api/redirect", redirect)
     app.router.add_get("/api/big", api_big)

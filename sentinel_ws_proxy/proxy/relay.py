@@ -63,6 +63,7 @@ class Relay:
         self.path = request.path
         self.opened_at = time.time()
         self.last_activity = self.opened_at
+        self.last_frame_at: float | None = None  # last non-close frame: what "idle" means
         self.frames: dict[Direction, int] = {"c2s": 0, "s2c": 0}
         self.bytes: dict[Direction, int] = {"c2s": 0, "s2c": 0}
         self._request = request
@@ -102,6 +103,7 @@ class Relay:
             self.frames["s2c"],
             self.bytes["c2s"],
             self.bytes["s2c"],
+            self.last_frame_at,
         )
 
     async def close_from_proxy(self, code: int = GOING_AWAY, reason: str = "") -> None:
@@ -127,7 +129,7 @@ class Relay:
                 emit(Frame(sid, now, direction, opcode, data))  # type: ignore[arg-type]
                 self.frames[direction] += 1
                 self.bytes[direction] += len(data)
-                self.last_activity = now
+                self.last_activity = self.last_frame_at = now
                 if _OTHER[side] not in self._sent_close:
                     try:
                         await sink.send_frame(data, msg.type)

@@ -48,6 +48,7 @@ TABLES: dict[str, dict[str, type]] = {
         "frames_s2c": int,
         "bytes_c2s": int,
         "bytes_s2c": int,
+        "last_frame_at": float,
         "user_agent": str,
         "origin": str,
         "cookie_hash": str,

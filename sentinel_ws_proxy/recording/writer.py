@@ -45,7 +45,7 @@ _INSERT_HTTP = (
 )
 _CLOSE_SESSION = (
     "UPDATE sessions SET ended_at=?, close_code=?, close_reason=?, closed_by=?, clean=?,"
-    " frames_c2s=?, frames_s2c=?, bytes_c2s=?, bytes_s2c=? WHERE id=?"
+    " frames_c2s=?, frames_s2c=?, bytes_c2s=?, bytes_s2c=?, last_frame_at=? WHERE id=?"
 )
 
 
@@ -314,6 +314,7 @@ class RecordingWriter:
             c.frames_s2c,
             c.bytes_c2s,
             c.bytes_s2c,
+            c.last_frame_at,
             c.session_id,
         )
 

@@ -1,0 +1,259 @@
+"""Rendering for people (rich tables) and for scripts (plain JSON values)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from sentinel_ws_proxy.analysis.advice import ADVICE
+from sentinel_ws_proxy.analysis.classify import SessionSummary, Verdict
+from sentinel_ws_proxy.analysis.report import FailureReport
+from sentinel_ws_proxy.protocol import close_code_name
+from sentinel_ws_proxy.timefmt import clock, seconds, size
+
+CATEGORY_STYLE = {
+    "clean": "green",
+    "navigation": "yellow",
+    "client_gone": "yellow",
+    "idle_timeout": "yellow",
+    "proxy_shutdown": "dim",
+    "open": "cyan",
+    "other": "magenta",
+}
+ARROW = {"c2s": "→", "s2c": "←"}
+PREVIEW = 72
+
+
+def category_text(category: str) -> Text:
+    return Text(category, style=CATEGORY_STYLE.get(category, "bold red"))
+
+
+def jsonable(value: Any) -> Any:
+    """Bytes as UTF-8 text when they are, base64 otherwise."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    return value
+
+
+def session_json(row: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
+    out = {k: jsonable(v) for k, v in row.items()}
+    for key in ("request_headers", "response_headers"):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    out["category"] = verdict.category
+    out["explanation"] = verdict.explanation
+    out["reconnect_gap"] = verdict.reconnect_gap
+    return out
+
+
+def frame_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    payload = row["payload"]
+    if isinstance(payload, bytes):
+        out["payload"] = base64.b64encode(payload).decode("ascii")
+        out["encoding"] = "base64"
+    else:
+        out["encoding"] = "utf-8"
+    return out
+
+
+def _close_cell(s: SessionSummary) -> str:
+    return "-" if s.close_code is None else str(s.close_code)
+
+
+def sessions_table(
+    console: Console, pairs: Sequence[tuple[SessionSummary, Verdict]], bytes_by_id: dict
+) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for name, justify in (
+        ("id", "right"),
+        ("started", "left"),
+        ("client", "left"),
+        ("path", "left"),
+        ("status", "right"),
+        ("duration", "right"),
+        ("frames →/←", "right"),
+        ("bytes →/←", "right"),
+        ("close", "right"),
+        ("by", "left"),
+        ("verdict", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name != "path")  # type: ignore[arg-type]
+    for s, v in pairs:
+        sent, got = bytes_by_id.get(s.id, (None, None))
+        table.add_row(
+            str(s.id),
+            clock(s.started_at),
+            Text(s.client_addr),
+            Text(s.path),
+            str(s.handshake_status),
+            seconds(s.duration),
+            f"{s.frames_c2s}/{s.frames_s2c}",
+            f"{size(sent)}/{size(got)}",
+            _close_cell(s),
+            s.closed_by or "-",
+            category_text(v.category),
+        )
+    console.print(table)
+
+
+def _headers_table(title: str, headers_json: str | None) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, show_edge=False)
+    table.add_column("name", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in json.loads(headers_json or "{}").items():
+        table.add_row(Text(name), Text(value))
+    return table
+
+
+def preview(row: dict[str, Any], full: bool) -> str:
+    payload = row["payload"]
+    if row["opcode"] == "close":
+        code = row["close_code"]
+        reason = f" {row['close_reason']!r}" if row["close_reason"] else ""
+        return f"{code} {close_code_name(code)}{reason}"
+    if isinstance(payload, str):
+        if full:
+            try:
+                return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
+            except ValueError:
+                return payload
+        flat = " ".join(payload.split())
+        return flat if len(flat) <= PREVIEW else flat[: PREVIEW - 1] + "…"
+    data = bytes(payload or b"")
+    if full:
+        return data.hex(" ")
+    shown = data[:24].hex(" ")
+    return shown + (" …" if len(data) > 24 else "")
+
+
+def show_session(
+    console: Console,
+    row: dict[str, Any],
+    frames: Sequence[dict[str, Any]],
+    verdict: Verdict,
+    *,
+    payloads: bool,
+) -> None:
+    query = f"?{row['query']}" if row["query"] else ""
+    console.print(
+        f"[bold]Session {row['id']}[/bold]  {escape(row['path'] + query)}"
+        f"  from {escape(row['client_addr'] or '?')}  (run {row['run_id']})"
+    )
+    duration = None if row["ended_at"] is None else row["ended_at"] - row["started_at"]
+    console.print(f"Started {clock(row['started_at'])}, lasted {seconds(duration)}")
+    console.print(Text(f"Upstream {row['upstream_url']}"))
+    status = row["handshake_status"]
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    line = f"\n[bold]Handshake[/bold]: {status} {phrase}"
+    if row["subprotocol"]:
+        line += f", subprotocol {escape(row['subprotocol'])}"
+    if row["error"]:
+        line += f"  [red]{escape(row['error'])}[/red]"
+    console.print(line)
+    console.print(_headers_table("Request headers", row["request_headers"]))
+    console.print(_headers_table("Response headers", row["response_headers"]))
+    if row["handshake_body"]:
+        console.print("Response body:", Text(str(jsonable(row["handshake_body"]))))
+
+    if frames:
+        table = Table(title=f"Frames ({len(frames)})", title_justify="left", show_edge=False)
+        table.add_column("+time", justify="right")
+        table.add_column("dir")
+        table.add_column("opcode")
+        table.add_column("size", justify="right")
+        table.add_column("payload", overflow="fold")
+        for f in frames:
+            cut = " (cut)" if f["truncated"] else ""
+            table.add_row(
+                f"{f['ts'] - row['started_at']:.3f}",
+                ARROW.get(f["direction"], f["direction"]),
+                f["opcode"],
+                f"{f['size']}{cut}",
+                Text(preview(f, payloads)),
+            )
+        console.print()
+        console.print(table)
+        console.print("[dim]→ client to server, ← server to client[/dim]")
+
+    if row["ended_at"] is not None and status == 101:
+        code = row["close_code"]
+        reason = f" {row['close_reason']!r}" if row["close_reason"] else ""
+        how = "clean close handshake" if row["clean"] else "abrupt (no completed close handshake)"
+        console.print(
+            f"\n[bold]Close[/bold]: {code} {close_code_name(code)}{escape(reason)}, "
+            f"by {row['closed_by']}, {how}"
+        )
+    console.print(
+        Text.assemble(
+            ("\nVerdict: ", "bold"), category_text(verdict.category), f": {verdict.explanation}"
+        )
+    )
+
+
+def failures_report(console: Console, report: FailureReport, total_label: str) -> None:
+    counts = report.counts
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("category")
+    table.add_column("sessions", justify="right")
+    table.add_column("examples")
+    for category, n in counts.items():
+        table.add_row(
+            category_text(category), str(n), " ".join(map(str, report.examples(category)))
+        )
+    console.print(f"[bold]{total_label}[/bold]")
+    console.print(table)
+    reconnects = report.classified.reconnects.as_dict()
+    if reconnects["disconnects"]:
+        console.print(
+            f"\n[bold]Reconnects[/bold]: {reconnects['disconnects']} client-side disconnects, "
+            f"{reconnects['reconnected']} came back; gap median "
+            f"{seconds(reconnects['median_gap'])}, p95 {seconds(reconnects['p95_gap'])}, "
+            f"max {seconds(reconnects['max_gap'])}"
+        )
+        never = reconnects["never_reconnected"]
+        if never:
+            shown = " ".join(map(str, never[:10])) + (" …" if len(never) > 10 else "")
+            console.print(f"Never reconnected: {len(never)} (sessions {shown})")
+    for category in counts:
+        advice = ADVICE[category]
+        if not advice.fixes:
+            continue
+        console.print()
+        console.print(Text.assemble(category_text(category), f": {advice.title}"))
+        for cause in advice.causes:
+            console.print(f"  cause: {cause}")
+        for fix in advice.fixes:
+            console.print(f"  [green]try:[/green] {fix}")
+        console.print(f"  see: sentinel-ws show {report.examples(category, 1)[0]}")
+
+
+def result_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cells = []
+        for value in row:
+            if value is None:
+                cells.append(Text("NULL", style="dim"))
+            elif isinstance(value, bytes):
+                cells.append(Text(f"<{len(value)} bytes> {value[:16].hex(' ')}"))
+            else:
+                cells.append(Text(str(value)))
+        table.add_row(*cells)
+    console.print(table)

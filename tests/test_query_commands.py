@@ -1,0 +1,343 @@
+"""sessions, show, failures, sql, export and import over a recording made through the real proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import websockets
+from click.testing import CliRunner
+
+from sentinel_ws_proxy.cli import cli
+from tests.conftest import UpstreamLog, rows, running_proxy, scripted_upstream, serve_app, ws_url
+
+DATA = Path(__file__).parent / "data"
+
+EXPECTED = {
+    "clean": 2,
+    "navigation": 1,
+    "client_gone": 1,
+    "server_drop": 1,
+    "server_error": 1,
+    "rejected": 1,
+    "not_found": 1,
+    "upstream_unreachable": 1,
+    "idle_timeout": 1,
+    "too_big": 1,
+    "proxy_shutdown": 1,
+}
+
+
+async def connect(proxy, path: str, agent: str, **kw):
+    return await asyncio.wait_for(
+        websockets.connect(ws_url(proxy.url, path), user_agent_header=agent, **kw), 10
+    )
+
+
+async def expect_closed(ws) -> None:
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 10)
+
+
+async def record_scenarios(db: Path) -> None:
+    """One session (or two) per failure story, each from its own 'browser'."""
+    log = UpstreamLog()
+    async with (
+        serve_app(scripted_upstream(log)) as url,
+        running_proxy(url, db, max_message=64 * 1024) as proxy,
+    ):
+        ws = await connect(proxy, "/ws/mission-updates", "clean")
+        await ws.send("hello")
+        await ws.recv()
+        await ws.close()
+
+        ws = await connect(proxy, "/ws/mission-updates", "navigating")
+        await ws.send("page one")
+        await ws.recv()
+        await ws.close(1001)
+        ws = await connect(proxy, "/ws/mission-updates", "navigating")
+        await ws.send("page two")
+        await ws.recv()
+        await ws.close()
+
+        ws = await connect(proxy, "/ws/mission-updates", "killed-tab")
+        await ws.send("hello")
+        await ws.recv()
+        ws.transport.abort()
+        await asyncio.wait_for(log.ends.get(), 10)
+
+        for path in ("/ws/reject", "/ws/missing"):
+            with pytest.raises(websockets.InvalidStatus):
+                await connect(proxy, path, "refused")
+
+        for agent, command in (
+            ("dropped", "drop"),
+            ("crashed", "close 1011 boom"),
+            ("idle", "idle 0.3"),
+        ):
+            ws = await connect(proxy, "/ws/mission-updates", agent)
+            await ws.send(command)
+            await expect_closed(ws)
+
+        ws = await connect(proxy, "/ws/mission-updates", "oversize", max_size=None)
+        await ws.send(b"x" * (64 * 1024 + 1))
+        await expect_closed(ws)
+
+        await connect(proxy, "/ws/mission-updates", "left-open")
+        await proxy.stop_once()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    async with running_proxy(f"http://127.0.0.1:{dead}", db) as proxy:
+        with pytest.raises(websockets.InvalidStatus):
+            await connect(proxy, "/ws/mission-updates", "no-server")
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    db = tmp_path_factory.mktemp("rec") / "scenarios.db"
+    asyncio.run(asyncio.wait_for(record_scenarios(db), 60))
+    return db
+
+
+def run(*args: str, db: Path | None = None):
+    full = list(args) + (["--db", str(db)] if db is not None else [])
+    return CliRunner().invoke(cli, full)
+
+
+def ids_by_agent(db: Path) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for row in rows(db, "SELECT id, user_agent FROM sessions ORDER BY id"):
+        found.setdefault(row["user_agent"], []).append(row["id"])
+    return found
+
+
+def test_failures_json_classifies_every_story(recording):
+    result = run("failures", "--json", "--idle-timeout", "0.2", db=recording)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["categories"] == EXPECTED
+    by_agent = ids_by_agent(recording)
+    category = {s["id"]: s["category"] for s in report["sessions"]}
+    assert category[by_agent["navigating"][0]] == "navigation"
+    assert category[by_agent["killed-tab"][0]] == "client_gone"
+    reconnects = report["reconnects"]
+    assert (reconnects["disconnects"], reconnects["reconnected"]) == (2, 1)
+    assert reconnects["never_reconnected"] == by_agent["killed-tab"]
+    assert 0 <= reconnects["median_gap"] < 5
+    nav = next(s for s in report["sessions"] if s["category"] == "navigation")
+    assert nav["reconnect_gap"] == reconnects["median_gap"]
+    assert "CORS" in " ".join(report["advice"]["rejected"]["causes"])
+
+
+def test_idle_timeout_threshold_is_an_option(recording):
+    report = json.loads(run("failures", "--json", db=recording).output)
+    assert "idle_timeout" not in report["categories"]
+    assert report["categories"]["other"] == 1
+
+
+def test_failures_report_for_people(recording):
+    result = run("failures", "--idle-timeout", "0.2", db=recording)
+    assert result.exit_code == 0
+    text = result.output
+    assert "12 sessions" in text and "9 of them failures" in text
+    for category in EXPECTED:
+        assert category in text
+    assert "Store connection state in a service that survives page navigation" in text
+    assert "Validate connection state before sending" in text
+    assert "CORS/Origin" in text
+    assert "Never reconnected: 1" in text
+
+
+def test_sessions_filters(recording):
+    everything = json.loads(run("sessions", "--json", db=recording).output)
+    assert len(everything) == 12
+    assert {"id", "close_code", "closed_by", "frames_c2s", "bytes_s2c", "category"} <= set(
+        everything[0]
+    )
+    assert isinstance(everything[0]["request_headers"], dict)
+    failed = json.loads(run("sessions", "--json", "--failed", db=recording).output)
+    assert {s["category"] for s in failed} & {"clean", "proxy_shutdown"} == set()
+    assert len(failed) == 9  # the idle session counts as "other" at the default threshold
+    drops = json.loads(run("sessions", "--json", "--close-code", "1006", db=recording).output)
+    assert {s["user_agent"] for s in drops} == {"killed-tab", "dropped"}
+    refused = json.loads(run("sessions", "--json", "--path", "/ws/re*", db=recording).output)
+    assert [s["handshake_status"] for s in refused] == [403]
+    upper = json.loads(run("sessions", "--json", "--path", "/WS/*", db=recording).output)
+    assert upper == []  # paths are case-sensitive
+    last = json.loads(run("sessions", "--json", "--limit", "2", db=recording).output)
+    assert [s["id"] for s in last] == [s["id"] for s in everything[-2:]]
+    runs = json.loads(run("sessions", "--json", "--run", "2", db=recording).output)
+    assert [s["category"] for s in runs] == ["upstream_unreachable"]
+    nobody = json.loads(run("sessions", "--json", "--client", "10.9.9.9", db=recording).output)
+    assert nobody == []
+    future = json.loads(run("sessions", "--json", "--since", "2099-01-01", db=recording).output)
+    assert future == []
+    recent = json.loads(run("sessions", "--json", "--since", "1h", db=recording).output)
+    assert len(recent) == 12
+
+
+def test_sessions_table(recording):
+    result = run("sessions", db=recording)
+    assert result.exit_code == 0
+    assert "navigation" in result.output and "server_drop" in result.output
+    assert "/ws/mission-updates" in result.output
+    assert "Showing the last 3 of 12" in run("sessions", "--limit", "3", db=recording).output
+
+
+def test_show_a_session(recording):
+    nav = ids_by_agent(recording)["navigating"][0]
+    result = run("show", str(nav), db=recording)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Handshake: 101 Switching Protocols" in text
+    assert "page one" in text and "→" in text and "←" in text
+    assert "Close: 1001 going away, by client, clean close handshake" in text
+    assert "Verdict: navigation" in text and "reconnected to /ws/mission-updates" in text
+    detail = json.loads(run("show", str(nav), "--json", db=recording).output)
+    assert detail["session"]["category"] == "navigation"
+    assert [f["opcode"] for f in detail["frames"]] == ["text", "text", "close", "close"]
+    refused = ids_by_agent(recording)["refused"][0]
+    text = run("show", str(refused), db=recording).output
+    assert "403 Forbidden" in text and "Origin not allowed" in text
+
+
+def test_show_pretty_prints_json_payloads(tmp_path, recording):
+    db = tmp_path / "copy.db"
+    shutil.copy(recording, db)
+    sid = ids_by_agent(db)["clean"][0]
+    assert "hello" in run("show", str(sid), "--payloads", db=db).output
+
+
+def test_sql_is_read_only(recording):
+    before = recording.read_bytes()
+    result = run("sql", "SELECT closed_by, count(*) AS n FROM sessions GROUP BY 1", db=recording)
+    assert result.exit_code == 0 and "closed_by" in result.output
+    as_json = json.loads(
+        run("sql", "SELECT count(*) AS n FROM sessions", "--json", db=recording).output
+    )
+    assert as_json == [{"n": 12}]
+    as_csv = run("sql", "SELECT id, path FROM sessions ORDER BY id LIMIT 1", "--csv", db=recording)
+    assert as_csv.output.splitlines()[0] == "id,path"
+    for statement in (
+        "DELETE FROM sessions",
+        "UPDATE sessions SET close_code = 0",
+        "CREATE TABLE x (y)",
+        f"ATTACH '{recording.parent / 'other.db'}' AS other",
+    ):
+        result = run("sql", statement, db=recording)
+        assert result.exit_code == 2, statement
+        assert "Traceback" not in result.output
+    assert "read-only" in run("sql", "DELETE FROM sessions", db=recording).output
+    assert recording.read_bytes() == before
+    assert not (recording.parent / "other.db").exists()
+    bad = run("sql", "SELEKT 1", db=recording)
+    assert bad.exit_code == 2 and "syntax error" in bad.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["sessions", "--db", "/nonexistent/x.db"], "no such recording"),
+        (["failures", "--db", "/nonexistent/x.db"], "no such recording"),
+        (["sql", "SELECT 1", "--db", "/nonexistent/x.db"], "no such recording"),
+        (["sessions", "--since", "yesterday-ish"], "is not a time"),
+        (["sessions", "--since", "10"], "add a unit"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, recording):
+    if "--db" not in args:
+        args = [*args, "--db", str(recording)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unknown_session_and_foreign_files(tmp_path, recording):
+    result = run("show", "9999", db=recording)
+    assert result.exit_code == 2 and "no session 9999" in result.output
+    text = tmp_path / "x.db"
+    text.write_text("not sqlite" * 50)
+    result = run("sessions", db=text)
+    assert result.exit_code == 2 and "not a SQLite database" in result.output
+
+
+def test_har_export_import_round_trip_is_byte_exact(tmp_path, recording):
+    ids = [str(r["id"]) for r in rows(recording, "SELECT id FROM sessions ORDER BY id")]
+    har = tmp_path / "out.har"
+    result = run("export", *ids, "--format", "har", "-o", str(har), db=recording)
+    assert result.exit_code == 0, result.output
+    exported = json.loads(har.read_text())
+    ws_entry = exported["log"]["entries"][0]
+    assert ws_entry["_resourceType"] == "websocket"
+    assert {m["type"] for m in ws_entry["_webSocketMessages"]} == {"send", "receive"}
+    assert ws_entry["request"]["url"].startswith("ws://127.0.0.1:")
+
+    copy = tmp_path / "imported.db"
+    result = run("import", str(har), db=copy)
+    assert result.exit_code == 0, result.output
+    assert "Imported 12 WebSocket sessions" in result.output
+    frames_sql = (
+        "SELECT session_id, ts, direction, opcode, size, payload, close_code, close_reason"
+        " FROM frames ORDER BY id"
+    )
+    assert [tuple(r) for r in rows(copy, frames_sql)] == [
+        tuple(r) for r in rows(recording, frames_sql)
+    ]
+    session_sql = (
+        "SELECT id, started_at, ended_at, path, handshake_status, close_code, closed_by, clean,"
+        " frames_c2s, frames_s2c, bytes_c2s, bytes_s2c, last_frame_at, handshake_body"
+        " FROM sessions ORDER BY id"
+    )
+    assert [tuple(r) for r in rows(copy, session_sql)] == [
+        tuple(r) for r in rows(recording, session_sql)
+    ]
+    original = json.loads(run("failures", "--json", db=recording).output)["categories"]
+    again = json.loads(run("failures", "--json", db=copy).output)["categories"]
+    # Two runs' worth of sessions arrive as one import run; classification is the same.
+    assert again == original
+
+
+def test_jsonl_export(recording, tmp_path):
+    sid = ids_by_agent(recording)["clean"][0]
+    result = run("export", str(sid), "--format", "jsonl", db=recording)
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert lines[0]["event"] == "session" and lines[0]["id"] == sid
+    assert [line["opcode"] for line in lines[1:]] == ["text", "text", "close", "close"]
+
+
+def test_devtools_har_imports_and_classifies(tmp_path):
+    db = tmp_path / "browser.db"
+    result = run("import", str(DATA / "devtools-sample.har"), db=db)
+    assert result.exit_code == 0, result.output
+    assert "Imported 3 WebSocket sessions (6 frames)" in result.output
+    found = rows(db, "SELECT * FROM sessions ORDER BY id")
+    assert [s["handshake_status"] for s in found] == [101, 403, 101]
+    assert found[0]["query"] == "token=[redacted]"
+    assert json.loads(found[0]["request_headers"])["cookie"] == "[redacted]"
+    frames = rows(db, "SELECT session_id, ts, direction, opcode, payload FROM frames ORDER BY id")
+    assert (
+        frames[0]["payload"] == '{"event_type": "connection_established", "connection_id": "c-1"}'
+    )
+    # Playwright's millisecond times come back as seconds.
+    assert frames[3]["ts"] == pytest.approx(1795600830.5)
+    assert frames[3]["payload"] == bytes([0, 1, 2, 255])
+    report = json.loads(run("failures", "--json", db=db).output)
+    assert report["categories"] == {"client_gone": 1, "rejected": 1, "other": 1}
+
+
+def test_import_rejects_what_is_not_a_har(tmp_path):
+    bogus = tmp_path / "x.har"
+    bogus.write_text("{not json")
+    result = run("import", str(bogus), db=tmp_path / "r.db")
+    assert result.exit_code == 2 and "is not a HAR file" in result.output
+    bogus.write_text(json.dumps({"log": {"entries": [{"_resourceType": "websocket"}]}}))
+    result = run("import", str(bogus), db=tmp_path / "r.db")
+    assert result.exit_code == 2 and "entry 1 is not a usable WebSocket entry" in result.output
+    assert not (tmp_path / "r.db").exists()
