@@ -272,7 +272,10 @@ def make_window(
 
 
 def print_json(value: object) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=jsonable))
+    # Indented for a person at a terminal; compact when piped, where json's C
+    # encoder is about five times faster on a large recording.
+    indent = 2 if sys.stdout.isatty() else None
+    click.echo(json.dumps(value, indent=indent, ensure_ascii=False, default=jsonable))
 
 
 @cli.command()

@@ -18,7 +18,7 @@ def test_ruff_check_is_clean():
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (pip install -e '.[test]' brings it)")
     result = subprocess.run(
-        [ruff, "check", "sentinel_ws_proxy", "tests"],
+        [ruff, "check", "sentinel_ws_proxy", "tests", "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,
