@@ -62,7 +62,8 @@ ADVICE: dict[str, Advice] = {
         ),
         (
             "Check server logs at the recorded time for crashes or restarts.",
-            "Run sentinel-ws health --fix against the server to check its WebSocket system.",
+            "Check that the server's connection manager removes a connection when a send "
+            "to it fails, instead of keeping a stale one.",
             "Validate connection state before sending and prune closed connections.",
         ),
     ),
@@ -71,8 +72,8 @@ ADVICE: dict[str, Advice] = {
         ("An exception in the server's WebSocket handler or its upstream dependencies.",),
         (
             "Check server logs for the traceback at the recorded time.",
-            "Reproduce offline with sentinel-ws replay, or re-send the client frames with "
-            "sentinel-ws test --db.",
+            "Look at the frames just before the close (sentinel-ws show ID --payloads) for "
+            "the message that set it off.",
         ),
     ),
     "not_found": Advice(
@@ -80,7 +81,7 @@ ADVICE: dict[str, Advice] = {
         ("The frontend uses a path the server does not serve (prefix, trailing slash, typo).",),
         (
             "Compare the path with the server's routes (Sentinel serves ws/mission-updates).",
-            "sentinel-ws health --fix tries common variants of the path.",
+            "Try the path with and without a leading or trailing slash.",
         ),
     ),
     "upstream_unreachable": Advice(

@@ -1,0 +1,156 @@
+"""Scripted clients that walk through the Sentinel troubleshooting stories, through the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import aiohttp
+import websockets
+
+from sentinel_ws_proxy.demo.server import WS_PATH, DemoBackend
+
+STEP = 10.0  # no single step of a scenario may hang longer
+
+
+@dataclass
+class Context:
+    proxy_url: str
+    backend: DemoBackend
+    http: aiohttp.ClientSession
+
+    def ws_url(self, path: str = WS_PATH) -> str:
+        return self.proxy_url.replace("http://", "ws://", 1) + path
+
+    async def connect(self, agent: str, path: str = WS_PATH, **options):
+        ws = await asyncio.wait_for(
+            websockets.connect(self.ws_url(path), user_agent_header=agent, **options), STEP
+        )
+        return ws
+
+    def behave(self, **changes) -> None:
+        self.backend.behaviour = replace(self.backend.behaviour, **changes)
+
+
+async def recv(ws) -> str:
+    return await asyncio.wait_for(ws.recv(), STEP)
+
+
+async def wait_closed(ws) -> tuple[int | None, str | None]:
+    try:
+        while True:
+            await recv(ws)
+    except websockets.ConnectionClosed:
+        return ws.close_code, ws.close_reason
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    story: str
+    expected: str  # the category its (first) session should get
+    agent: str  # its client's User-Agent: how its sessions are found in the recording
+    run: Callable[[Context, str], Awaitable[str]]
+
+
+async def clean(ctx: Context, agent: str) -> str:
+    ws = await ctx.connect(agent)
+    await recv(ws)  # connection_established
+    await ws.send('{"type": "health_check"}')
+    await recv(ws)
+    async with ctx.http.post(f"{ctx.proxy_url}/api/missions", json={"name": "Demo"}) as r:
+        await r.read()
+    await recv(ws)  # mission_created, broadcast over the socket
+    await ws.close()
+    return "opened, health check answered, mission event received, closed 1000"
+
+
+async def navigation(ctx: Context, agent: str) -> str:
+    ws = await ctx.connect(agent)
+    await recv(ws)
+    await ws.close(1001, "page unload")
+    await asyncio.sleep(0.05)  # the next page loads and opens its own socket
+    ws = await ctx.connect(agent)
+    await recv(ws)
+    await ws.close()
+    return "closed 1001 on navigation, reconnected 50 ms later from the same client"
+
+
+async def killed_tab(ctx: Context, agent: str) -> str:
+    ws = await ctx.connect(agent)
+    await recv(ws)
+    ws.transport.abort()
+    await asyncio.sleep(0.1)
+    return "TCP connection dropped without a close frame"
+
+
+async def wrong_origin(ctx: Context, agent: str) -> str:
+    try:
+        await ctx.connect(agent, origin="http://evil.example")
+    except websockets.InvalidStatus as exc:
+        return f"handshake refused with {exc.response.status_code}"
+    return "unexpectedly accepted"
+
+
+async def wrong_path(ctx: Context, agent: str) -> str:
+    try:
+        await ctx.connect(agent, path="/ws/mission-update")
+    except websockets.InvalidStatus as exc:
+        return f"handshake answered {exc.response.status_code}"
+    return "unexpectedly accepted"
+
+
+async def server_drop(ctx: Context, agent: str) -> str:
+    ctx.behave(mode="drop", after=0.3)
+    try:
+        ws = await ctx.connect(agent)
+        await recv(ws)
+        code, _ = await wait_closed(ws)
+    finally:
+        ctx.behave(mode="normal")
+    return f"server vanished mid-session; the client saw {code}"
+
+
+async def server_error(ctx: Context, agent: str) -> str:
+    ctx.behave(mode="close_1011", after=0.3)
+    try:
+        ws = await ctx.connect(agent)
+        await recv(ws)
+        code, reason = await wait_closed(ws)
+    finally:
+        ctx.behave(mode="normal")
+    return f"server closed with {code} {reason!r}"
+
+
+async def idle(ctx: Context, agent: str) -> str:
+    ctx.behave(idle_timeout=1.5)
+    try:
+        ws = await ctx.connect(agent)
+        await recv(ws)
+        code, reason = await wait_closed(ws)
+    finally:
+        ctx.behave(idle_timeout=300.0)
+    return f"silent for 1.5 s; server closed with {code} {reason!r}"
+
+
+SCENARIOS = (
+    Scenario("clean session", "a healthy connection", "clean", "demo/clean-client", clean),
+    Scenario("page navigation", "disconnects when navigating between pages", "navigation",
+             "demo/browser-navigating", navigation),
+    Scenario("tab killed", "a browser tab killed mid-session", "client_gone",
+             "demo/killed-tab", killed_tab),
+    Scenario("wrong Origin", "WebSocket 403 Forbidden (CORS/Origin)", "rejected",
+             "demo/foreign-page", wrong_origin),
+    Scenario("wrong path", "a WebSocket path the server does not serve", "not_found",
+             "demo/typo", wrong_path),
+    Scenario("server drop", "failed to send event: the connection vanished", "server_drop",
+             "demo/stale-server-client", server_drop),
+    Scenario("server error", "the server's handler crashed (1011)", "server_error",
+             "demo/crash-witness", server_error),
+    Scenario("idle timeout", "the server closes idle connections", "idle_timeout",
+             "demo/quiet-client", idle),
+)  # fmt: skip
+
+# The demo server closes idle connections after 1.5 s; classify with a threshold below it.
+DEMO_IDLE_THRESHOLD = 1.0

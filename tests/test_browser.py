@@ -1,0 +1,110 @@
+"""A real browser through the proxy: page navigation closes and reopens the WebSocket.
+
+Drives Debian's Chromium with Playwright for Python (no Playwright browser
+download). Skipped, with the reason, where Chromium or Playwright is missing,
+unless SENTINEL_REQUIRE_BROWSER=1 (as .ci/run sets), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from sentinel_ws_proxy.cli import cli
+from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
+from tests.conftest import rows, running_proxy
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("SENTINEL_CHROMIUM") or shutil.which("chromium")
+    path = path or shutil.which("chromium-browser")
+    if path is None:
+        missing("no chromium on PATH (apt-get install chromium)")
+    return path
+
+
+def missing(reason: str) -> None:
+    if os.environ.get("SENTINEL_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser test required but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def async_playwright():
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        missing("playwright is not installed (pip install -e '.[test]')")
+    return async_playwright
+
+
+OPEN = "document.body.dataset.socket === 'open'"
+
+
+@pytest.mark.timeout(90)
+async def test_navigation_in_a_real_browser_is_recorded_and_classified(tmp_path, async_playwright):
+    executable = chromium_path()
+    db = tmp_path / "browser.db"
+    runner, _backend, port = await start_demo_server(Behaviour())
+    try:
+        async with (
+            running_proxy(f"http://127.0.0.1:{port}", db) as proxy,
+            async_playwright() as playwright,
+        ):
+            browser = await playwright.chromium.launch(
+                executable_path=executable, args=CHROMIUM_FLAGS, timeout=30_000
+            )
+            try:
+                page = await browser.new_page()
+                page.set_default_timeout(15_000)
+                await page.goto(proxy.url + "/")
+                await page.wait_for_function(OPEN)
+                first_connection = await page.evaluate("document.body.dataset.connectionId")
+                await page.click("a[href='/missions/1']")
+                await page.wait_for_url("**/missions/1")
+                await page.wait_for_function(OPEN)
+                await page.wait_for_function(
+                    f"document.body.dataset.connectionId && "
+                    f"document.body.dataset.connectionId !== {json.dumps(first_connection)}"
+                )
+            finally:
+                await browser.close()
+            await proxy.stop_once()
+    finally:
+        await runner.cleanup()
+
+    sessions = rows(db, "SELECT * FROM sessions ORDER BY id")
+    assert len(sessions) == 2, [dict(s) for s in sessions]
+    first, second = sessions
+    assert first["handshake_status"] == second["handshake_status"] == 101
+    assert first["closed_by"] == "client"
+    # Chromium says "going away" when a page navigates (or just drops the socket).
+    assert first["close_code"] in (1001, 1006)
+    assert first["client_addr"] == second["client_addr"]
+    assert first["user_agent"] == second["user_agent"] and "Chrome" in first["user_agent"]
+    assert 0 <= second["started_at"] - first["ended_at"] < 5
+
+    result = CliRunner().invoke(cli, ["failures", "--json", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    verdict = next(s for s in report["sessions"] if s["id"] == first["id"])
+    assert verdict["category"] == "navigation"
+    assert verdict["reconnect_gap"] is not None and 0 <= verdict["reconnect_gap"] < 5
+    assert report["reconnects"]["reconnected"] == 1
+    print(
+        f"navigation: close {first['close_code']}, reconnect gap {verdict['reconnect_gap']:.3f} s"
+    )
