@@ -9,10 +9,8 @@ refuses foreign Origins with 403, and closes idle connections.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,7 +22,7 @@ from aiohttp import WSMsgType, web
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.demo import pages
 from sentinel_ws_proxy.proxy.config import is_loopback_host
-from sentinel_ws_proxy.proxy.server import bind
+from sentinel_ws_proxy.serving import serve_app
 
 WS_PATH = "/ws/mission-updates"
 MISBEHAVIOURS = ("normal", "reject", "drop", "close_1011", "stale")
@@ -333,19 +331,4 @@ async def serve_demo_server(
     behaviour: Behaviour, host: str, port: int, on_ready: Callable[[str], None]
 ) -> None:
     """Run the demo backend until SIGINT or SIGTERM."""
-    sock = bind(host, port)
-    backend = DemoBackend(behaviour)
-    runner = web.AppRunner(backend.app(), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    shown = f"[{host}]" if ":" in host else host
-    on_ready(f"http://{shown}:{sock.getsockname()[1]}")
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_app(DemoBackend(behaviour).app(), host, port, on_ready)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import itertools
-import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -17,7 +13,7 @@ from multidict import CIMultiDictProxy
 
 from sentinel_ws_proxy.events import Event, SessionClosed, SessionOpened
 from sentinel_ws_proxy.proxy import admin
-from sentinel_ws_proxy.proxy.config import ConfigError, ProxyConfig, format_hostport
+from sentinel_ws_proxy.proxy.config import ProxyConfig
 from sentinel_ws_proxy.proxy.headers import forwarded_request_headers, relayed_response_headers
 from sentinel_ws_proxy.proxy.passthrough import pass_through
 from sentinel_ws_proxy.proxy.relay import Relay
@@ -25,6 +21,7 @@ from sentinel_ws_proxy.proxy.stats import LiveStats
 from sentinel_ws_proxy.proxy.upstream import Upstream, UpstreamRejected, UpstreamUnreachable
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
+from sentinel_ws_proxy.serving import bind, until_signalled
 
 SHUTDOWN_REASON = "sentinel-ws proxy shutting down"
 
@@ -194,20 +191,6 @@ class Proxy:
             )
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket, or a ConfigError that says plainly why not."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family, backlog=1024)
-    except OSError as exc:
-        where = format_hostport(host, port)
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"cannot listen on {where}: the port is already in use") from None
-        if isinstance(exc, socket.gaierror):
-            raise ConfigError(f"cannot listen on {where}: unknown host {host!r}") from None
-        raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-
-
 class ProxyServer:
     """A proxy listening on its port, with its recorder; start() then stop()."""
 
@@ -274,19 +257,9 @@ async def serve_until_signalled(
     """Run the proxy until SIGINT or SIGTERM, then shut down without losing a row."""
     server = ProxyServer(config, sinks=sinks)
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass  # Windows: Ctrl-C arrives as KeyboardInterrupt instead
     on_ready(server)
     try:
-        await stop.wait()
+        await until_signalled()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
         await server.stop()
     return server

@@ -1,0 +1,73 @@
+"""Running a server from the command line: bind plainly, stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
+from collections.abc import Callable
+
+from aiohttp import web
+
+from sentinel_ws_proxy.proxy.config import ConfigError, format_hostport
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a ConfigError that says plainly why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as exc:
+        where = format_hostport(host, port)
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"cannot listen on {where}: the port is already in use") from None
+        if isinstance(exc, socket.gaierror):
+            raise ConfigError(f"cannot listen on {where}: unknown host {host!r}") from None
+        raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{format_hostport(host, port)}"
+
+
+async def until_signalled(*also: asyncio.Event) -> None:
+    """Wait for SIGINT or SIGTERM (or any of the given events)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)  # Windows: KeyboardInterrupt instead
+    waiters = [asyncio.ensure_future(e.wait()) for e in (stop, *also)]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+async def serve_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    on_ready: Callable[[str], None],
+    *,
+    until: asyncio.Event | None = None,
+) -> None:
+    """Serve an app until a signal (or `until` is set), then shut it down."""
+    sock = bind(host, port)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        on_ready(url_of(sock))
+        await until_signalled(*((until,) if until else ()))
+    finally:
+        await runner.cleanup()
