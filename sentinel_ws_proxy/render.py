@@ -16,7 +16,9 @@ from rich.text import Text
 from sentinel_ws_proxy.analysis.advice import ADVICE
 from sentinel_ws_proxy.analysis.classify import SessionSummary, Verdict
 from sentinel_ws_proxy.analysis.report import FailureReport
+from sentinel_ws_proxy.diagnostics.test_client import TestResult
 from sentinel_ws_proxy.protocol import close_code_name
+from sentinel_ws_proxy.replay.retest import RetestResult
 from sentinel_ws_proxy.timefmt import clock, seconds, size
 
 CATEGORY_STYLE = {
@@ -257,3 +259,84 @@ def result_table(console: Console, columns: Sequence[str], rows: Sequence[Sequen
                 cells.append(Text(str(value)))
         table.add_row(*cells)
     console.print(table)
+
+
+def _pretty(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def test_report(console: Console, result: TestResult, *, verbose: bool, shown: int = 5) -> None:
+    console.print(Text(f"Connecting to {result.url}"))
+    if result.open_ms is None:
+        console.print(Text(f"✗ {result.error}", style="bold red"))
+        if result.error_kind == "rejected":
+            for name, value in result.response_headers.items():
+                console.print(Text(f"  {name}: {value}"))
+            if result.body:
+                console.print(Text("  body: " + result.body))
+        console.print(Text("Result: FAILED", style="bold red"))
+        return
+    sub = result.subprotocol or "none"
+    console.print(
+        Text(
+            f"✓ Connected in {result.open_ms:.1f} ms ({result.status}), subprotocol: {sub}",
+            style="green",
+        )
+    )
+    if verbose:
+        for name, value in result.response_headers.items():
+            console.print(Text(f"  {name}: {value}", style="dim"))
+    for text in result.sent:
+        console.print(Text(f"Sent: {text}"))
+    count = len(result.received)
+    console.print(f"Received {count} message{'s' if count != 1 else ''}")
+    limit = count if verbose else shown
+    for message in result.received[:limit]:
+        body = _pretty(message.data) if message.kind == "text" else f"<{message.size} bytes>"
+        console.print(Text(f"  +{message.seconds:.3f} s  {body}"))
+    if count > limit:
+        console.print(Text(f"  … {count - limit} more (--verbose shows all)", style="dim"))
+    reason = f" {result.close_reason!r}" if result.close_reason else ""
+    handshake = f", close handshake {result.close_ms:.1f} ms" if result.close_ms is not None else ""
+    console.print(
+        Text(
+            f"Closed by {result.closed_by}: {result.close_code} "
+            f"{close_code_name(result.close_code)}{reason}{handshake}"
+        )
+    )
+    if result.ok:
+        console.print(Text("Result: OK", style="bold green"))
+    else:
+        console.print(Text(f"Result: FAILED ({result.error})", style="bold red"))
+
+
+def retest_report(console: Console, result: RetestResult) -> None:
+    console.print(Text(f"Session {result.session_id} re-sent to {result.url}"))
+    for note in result.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+    if result.error:
+        console.print(Text(f"✗ {result.error}", style="bold red"))
+        return
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("recorded server frame", overflow="fold", ratio=1)
+    table.add_column("live server frame", overflow="fold", ratio=1)
+    table.add_column("")
+    for line in result.lines:
+        table.add_row(
+            str(line.index),
+            Text(line.recorded if line.recorded is not None else "(none)"),
+            Text(line.received if line.received is not None else "(none)"),
+            Text("=", style="green") if line.same else Text("≠", style="bold red"),
+        )
+    console.print(table)
+    differing = sum(not line.same for line in result.lines)
+    if result.matches:
+        console.print(Text(f"Match: {len(result.lines)} server frames as recorded", style="green"))
+    else:
+        console.print(
+            Text(f"Differs: {differing} of {len(result.lines)} server frames", style="bold red")
+        )

@@ -91,6 +91,20 @@ def scripted_upstream(log: UpstreamLog) -> web.Application:
             log.ends.put_nowait((reply.data, reply.extra))
             request.transport.close()
             return False
+        if verb == "sequence":
+            # Known frames at known gaps, then a server close: material for replay.
+            await ws.send_str("s0")
+            await asyncio.sleep(0.1)
+            await ws.send_bytes(b"\x01\x02")
+            await asyncio.sleep(0.2)
+            await ws.ping(b"p")
+            await asyncio.sleep(0.3)
+            await ws.send_str("s3")
+            await ws.send_frame((4001).to_bytes(2, "big") + b"done", WSMsgType.CLOSE)
+            reply = await ws.receive()
+            log.ends.put_nowait((reply.data, reply.extra))
+            request.transport.close()
+            return False
         if verb == "idle":
             # Go quiet, then close as a server with an idle timeout would.
             await asyncio.sleep(float(arg))

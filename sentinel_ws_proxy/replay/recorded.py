@@ -1,0 +1,121 @@
+"""A recorded session in the shape replay needs: the handshake, then frames with offsets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.schema import RecordingError
+
+DATA_OPCODES = ("text", "binary", "ping", "pong")
+
+
+@dataclass(frozen=True)
+class RecordedFrame:
+    offset: float  # seconds since the session's upgrade request
+    direction: str
+    opcode: str
+    payload: bytes
+    close_code: int | None = None
+    close_reason: str | None = None
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class RecordedSession:
+    id: int
+    path: str
+    query: str
+    handshake_status: int
+    request_headers: dict[str, str]
+    response_headers: dict[str, str]
+    handshake_body: bytes
+    subprotocol: str | None
+    upstream_url: str
+    close_code: int | None
+    close_reason: str | None
+    closed_by: str | None
+    clean: bool
+    duration: float | None
+    frames: tuple[RecordedFrame, ...]
+
+    def sent_by(self, direction: str) -> list[RecordedFrame]:
+        return [f for f in self.frames if f.direction == direction and f.opcode in DATA_OPCODES]
+
+    @property
+    def server_close(self) -> RecordedFrame | None:
+        return next((f for f in self.frames if f.opcode == "close" and f.direction == "s2c"), None)
+
+    @property
+    def truncated(self) -> int:
+        return sum(f.truncated for f in self.frames)
+
+
+def _bytes(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def load_session(recording: Recording, session_id: int) -> RecordedSession:
+    row = recording.session_row(session_id)
+    started = row["started_at"]
+    frames = tuple(
+        RecordedFrame(
+            offset=max(0.0, f["ts"] - started),
+            direction=f["direction"],
+            opcode=f["opcode"],
+            payload=_bytes(f["payload"]),
+            close_code=f["close_code"],
+            close_reason=f["close_reason"],
+            truncated=bool(f["truncated"]),
+        )
+        for f in recording.frame_rows(session_id)
+    )
+    ended = row["ended_at"]
+    return RecordedSession(
+        id=row["id"],
+        path=row["path"] or "/",
+        query=row["query"] or "",
+        handshake_status=row["handshake_status"],
+        request_headers=json.loads(row["request_headers"] or "{}"),
+        response_headers=json.loads(row["response_headers"] or "{}"),
+        handshake_body=_bytes(row["handshake_body"]),
+        subprotocol=row["subprotocol"],
+        upstream_url=row["upstream_url"] or "",
+        close_code=row["close_code"],
+        close_reason=row["close_reason"],
+        closed_by=row["closed_by"],
+        clean=bool(row["clean"]),
+        duration=None if ended is None else ended - started,
+        frames=frames,
+    )
+
+
+def choose_sessions(
+    recording: Recording, session_ids: Sequence[int], run_id: int | None
+) -> list[RecordedSession]:
+    """The sessions named, or a run's, or (by default) the latest run's, in recorded order."""
+    if session_ids and run_id is not None:
+        raise RecordingError("give sessions or a run, not both")
+    if not session_ids:
+        if run_id is None:
+            row = recording.conn.execute("SELECT max(run_id) FROM sessions").fetchone()
+            run_id = row[0]
+            if run_id is None:
+                raise RecordingError(f"{recording.path} holds no sessions")
+        session_ids = [
+            r[0]
+            for r in recording.conn.execute(
+                "SELECT id FROM sessions WHERE run_id = ? ORDER BY started_at, id", [run_id]
+            )
+        ]
+        if not session_ids:
+            raise RecordingError(f"run {run_id} has no sessions in {recording.path}")
+    return [load_session(recording, sid) for sid in session_ids]
