@@ -16,6 +16,7 @@ from rich.text import Text
 from sentinel_ws_proxy.analysis.advice import ADVICE
 from sentinel_ws_proxy.analysis.classify import SessionSummary, Verdict
 from sentinel_ws_proxy.analysis.report import FailureReport
+from sentinel_ws_proxy.diagnostics.health import HealthReport
 from sentinel_ws_proxy.diagnostics.test_client import TestResult
 from sentinel_ws_proxy.protocol import close_code_name
 from sentinel_ws_proxy.replay.retest import RetestResult
@@ -340,3 +341,59 @@ def retest_report(console: Console, result: RetestResult) -> None:
         console.print(
             Text(f"Differs: {differing} of {len(result.lines)} server frames", style="bold red")
         )
+
+
+HEALTH_STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red", "skipped": "dim"}
+VERDICT_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red"}
+FIX_STYLE = {"FIXED": "green", "ATTEMPTED": "yellow", "MANUAL ACTION REQUIRED": "bold red"}
+
+
+def health_report(console: Console, report: HealthReport, *, full: bool) -> None:
+    console.print(Text(f"Sentinel WebSocket health: {report.target}", style="bold"))
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    table.add_column("detail", overflow="fold")
+    for c in report.checks:
+        table.add_row(
+            c.name,
+            Text(c.status.upper(), style=HEALTH_STYLE.get(c.status, "")),
+            "-" if c.ms is None else f"{c.ms:.0f} ms",
+            Text(c.detail),
+        )
+    console.print(table)
+    if full and report.diagnostics is not None:
+        d = report.diagnostics
+        console.print(
+            Text(
+                f"\nDiagnostics: {d.get('active_connections')} active connections, "
+                f"{d.get('events_broadcast')} events broadcast, "
+                f"last event {d.get('last_event_time') or 'never'}"
+            )
+        )
+        connections = d.get("connection_info") or []
+        if connections:
+            detail = Table(show_edge=False, header_style="bold")
+            for column in ("client", "connected at", "last activity"):
+                detail.add_column(column)
+            for info in connections:
+                detail.add_row(
+                    Text(str(info.get("client_info", ""))),
+                    Text(str(info.get("connected_at", ""))),
+                    Text(str(info.get("last_activity", ""))),
+                )
+            console.print(detail)
+    if report.fixes:
+        console.print("\n[bold]Fixes[/bold]")
+        for f in report.fixes:
+            console.print(
+                Text.assemble(
+                    "  ", (f.outcome, FIX_STYLE.get(f.outcome, "")), f"  {f.problem}: {f.detail}"
+                )
+            )
+    console.print(
+        Text.assemble(
+            "\nVerdict: ", (report.verdict, VERDICT_STYLE[report.verdict]), f" ({report.reason})"
+        )
+    )

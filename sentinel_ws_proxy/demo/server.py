@@ -175,6 +175,9 @@ class DemoBackend:
         )
 
     async def restart(self, request: web.Request) -> web.Response:
+        # A restart clears a wedged connection manager: stale mode ends here.
+        if self.behaviour.mode == "stale":
+            self.behaviour = replace(self.behaviour, mode="normal")
         closing = list(self.connections.values())
         for conn in closing:
             await conn.ws.close(code=1012, message=b"websocket system restarting")
