@@ -1,0 +1,181 @@
+"""sentinel-ws health and sentinel-ws monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from sentinel_ws_proxy.analysis.report import classify_recording
+from sentinel_ws_proxy.cli.app import (
+    cli,
+    console,
+    fail,
+    json_option,
+    make_window,
+    open_recording,
+    print_json,
+    since_option,
+    window_options,
+    with_options,
+)
+from sentinel_ws_proxy.render import health_report
+
+target_options = [
+    click.option("--host", default="localhost", show_default=True),
+    click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535)),
+    click.option("--path", default="ws/mission-updates", show_default=True),
+]
+
+
+@cli.command()
+@with_options(target_options)
+@click.option("--full", is_flag=True, help="Add the diagnostics detail (every connection).")
+@click.option("--fix", is_flag=True, help="Try safe repairs, check again, report each problem.")
+@click.option("--origin", help="Probe with this Origin (your frontend's), as a browser would.")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Judge a recording instead of a live server.",
+)
+@since_option
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="NAME=WARN[/CRIT]",
+    help="With --db: change a limit (see README; e.g. handshake_failures=0.1/0.5).",
+)
+@with_options(window_options)
+@json_option
+def health(
+    host: str,
+    port: int,
+    path: str,
+    full: bool,
+    fix: bool,
+    origin: str | None,
+    timeout: float,
+    db: Path | None,
+    since: str | None,
+    thresholds: tuple[str, ...],
+    reconnect_window: float,
+    idle_timeout: float,
+    as_json: bool,
+) -> None:
+    """Check the WebSocket system: OK, WARNING or CRITICAL (exit status 0, 1 or 2).
+
+    Live (the Sentinel check_websocket_health.py, same defaults): the HTTP
+    server's status endpoint, the diagnostics endpoint, a WebSocket connection
+    with a health_check probe, and the missions API. --fix tries other
+    Origins on a 403, other paths on a 404, and the server's WebSocket restart
+    endpoint when the socket fails, then checks again. It never changes files.
+
+    With --db: the same verdict from a recording: handshake failure rate,
+    abnormal close rate, disconnects that never reconnected, reconnect p95 and
+    idle timeouts, against thresholds. Usable as a CI gate.
+    """
+    from sentinel_ws_proxy.diagnostics.health import (
+        Target,
+        parse_thresholds,
+        recording_health,
+        run_health,
+    )
+
+    if db is not None:
+        try:
+            limits = parse_thresholds(thresholds)
+        except ValueError as exc:
+            fail(str(exc))
+            return
+        window = make_window(since, None, None, reconnect_window, idle_timeout)
+        with open_recording(db) as recording:
+            classified = classify_recording(recording, window)
+        report = recording_health(classified, str(db), limits)
+    else:
+        report = asyncio.run(run_health(Target(host, port, path, origin, timeout), fix=fix))
+    if as_json:
+        print_json(report.as_json())
+    else:
+        health_report(console(), report, full=full)
+    sys.exit(report.exit_status)
+
+
+@cli.command()
+@with_options(target_options)
+@click.option(
+    "--interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between refreshes.",
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Watch a recording instead of a server (with --follow or --replay).",
+)
+@click.option(
+    "--follow", is_flag=True, help="With --db: follow the recording as the proxy writes it."
+)
+@click.option("--replay", "replay_", is_flag=True, help="With --db: play the recording back.")
+@click.option(
+    "--speed",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="With --replay: recorded seconds per real second.",
+)
+@since_option
+@click.option("--once", is_flag=True, help="Print one plain-text snapshot and exit.")
+@with_options(window_options)
+def monitor(
+    host: str,
+    port: int,
+    path: str,
+    interval: float,
+    db: Path | None,
+    follow: bool,
+    replay_: bool,
+    speed: float,
+    since: str | None,
+    once: bool,
+    reconnect_window: float,
+    idle_timeout: float,
+) -> None:
+    """A live terminal dashboard of a server's WebSocket system, or of a recording.
+
+    \b
+    Live (the Sentinel monitor_websockets.py, same defaults): polls the status,
+    diagnostics and missions endpoints and holds its own WebSocket, showing
+    recent events and errors; it reconnects by itself with backoff.
+    --db PATH --follow: open connections, closes with their verdicts, and
+    message rates, while the proxy writes the recording.
+    --db PATH --replay [--speed 60]: the same dashboard, played back.
+    Keys: q quits, r reconnects (live). --once prints one snapshot and exits.
+    """
+    from sentinel_ws_proxy.diagnostics.health import Target
+    from sentinel_ws_proxy.diagnostics.monitor import monitor_follow, monitor_live, monitor_replay
+
+    out = console()
+    if db is None:
+        if follow or replay_:
+            fail("--follow and --replay read a recording: give --db PATH")
+        job = monitor_live(Target(host, port, path), interval, out, once=once)
+    else:
+        if follow == replay_:
+            fail("with --db, choose --follow (while the proxy records) or --replay")
+        window = make_window(since, None, None, reconnect_window, idle_timeout)
+        open_recording(db).close()  # a clear error for a missing or foreign file
+        if follow:
+            job = monitor_follow(db, window, interval, out, once=once)
+        else:
+            job = monitor_replay(db, window, speed, interval, out, once=once)
+    try:
+        status = asyncio.run(job)
+    except KeyboardInterrupt:
+        status = 0
+    sys.exit(status)

@@ -1,0 +1,154 @@
+"""sentinel-ws proxy."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from sentinel_ws_proxy import __version__
+from sentinel_ws_proxy.cli.app import (
+    cli,
+    fail,
+)
+from sentinel_ws_proxy.proxy.config import (
+    DEFAULT_DB,
+    DEFAULT_LISTEN,
+    DEFAULT_UPSTREAM,
+    ConfigError,
+    ProxyConfig,
+    parse_listen,
+    parse_size,
+    parse_upstream,
+)
+from sentinel_ws_proxy.recording.schema import RecordingError
+
+
+@cli.command()
+@click.option(
+    "--listen",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to accept browsers. Loopback unless you say otherwise; port 0 picks a free one.",
+)
+@click.option(
+    "--upstream",
+    default=DEFAULT_UPSTREAM,
+    show_default=True,
+    metavar="URL",
+    help="The real server (http:// or https:// origin). The proxy connects to nothing else.",
+)
+@click.option(
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite recording to append to (created with its folder if missing).",
+)
+@click.option("--no-record", is_flag=True, help="Forward only; write no recording.")
+@click.option(
+    "--max-message",
+    default="16M",
+    show_default=True,
+    metavar="SIZE",
+    help="Largest message relayed; a bigger one closes that side with 1009.",
+)
+@click.option(
+    "--max-payload",
+    default="64K",
+    show_default=True,
+    metavar="SIZE",
+    help="Bytes of each frame's payload kept in the recording (the full size is always kept).",
+)
+@click.option(
+    "--no-redact",
+    is_flag=True,
+    help="Record Cookie, Authorization and token-like query values as sent.",
+)
+@click.option(
+    "--redact-header",
+    multiple=True,
+    metavar="NAME",
+    help="Also redact this header's value in recordings (repeatable).",
+)
+@click.option(
+    "--close-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a side may take to answer a close frame before both are dropped.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print no line per session.")
+def proxy(
+    listen: str,
+    upstream: str,
+    db: Path,
+    no_record: bool,
+    max_message: str,
+    max_payload: str,
+    no_redact: bool,
+    redact_header: tuple[str, ...],
+    close_timeout: float,
+    quiet: bool,
+) -> None:
+    """Relay HTTP and WebSocket traffic to UPSTREAM and record every session.
+
+    One port serves everything: WebSocket upgrades on any path are relayed to
+    the same path upstream, other requests are passed through, so a frontend
+    that builds its WebSocket URL from the page's host works unchanged. The
+    proxy's own status lives under /_sentinel/. Stop with Ctrl-C (or SIGTERM):
+    open sessions are closed and every recorded row is flushed.
+
+    \b
+    Example:
+      sentinel-ws proxy --upstream http://localhost:8001
+      # then open http://127.0.0.1:8002 instead of http://localhost:8001
+    """
+    from sentinel_ws_proxy.proxy.log import SessionLog
+    from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
+
+    try:
+        host, port = parse_listen(listen)
+        config = ProxyConfig(
+            listen_host=host,
+            listen_port=port,
+            upstream=parse_upstream(upstream),
+            db_path=None if no_record else db,
+            max_message=parse_size(max_message, "--max-message"),
+            max_payload=parse_size(max_payload, "--max-payload"),
+            redact=not no_redact,
+            redact_headers=redact_header,
+            close_timeout=close_timeout,
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+
+    def announce(server: ProxyServer) -> None:
+        click.echo(f"sentinel-ws proxy {__version__}")
+        click.echo(f"  listening on  {server.url}")
+        click.echo(f"  upstream      {config.upstream}")
+        click.echo(f"  recording to  {config.db_path or '(not recording)'}")
+        if not config.is_loopback:
+            click.echo(
+                f"  warning: listening on {config.listen_host}, reachable from other machines",
+                err=True,
+            )
+        click.echo(f"Point your frontend at {server.url} (Ctrl-C to stop)")
+
+    sinks = [] if quiet else [SessionLog(lambda line: click.echo(line))]
+    try:
+        server = asyncio.run(serve_until_signalled(config, sinks=sinks, on_ready=announce))
+    except (ConfigError, RecordingError) as exc:
+        fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        return
+    if server.recorder is not None:
+        stats = server.recorder.stats
+        click.echo(
+            f"Stopped. Recorded {stats.rows_written} rows to {config.db_path}"
+            + (f"; {stats.dropped} events could not be written" if stats.dropped else "")
+        )

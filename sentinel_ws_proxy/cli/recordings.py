@@ -1,0 +1,284 @@
+"""Reading recordings: sessions, show, failures, sql, export, import."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from sentinel_ws_proxy.analysis.report import (
+    classify_recording,
+    failure_report,
+    select_sessions,
+)
+from sentinel_ws_proxy.cli.app import (
+    cli,
+    console,
+    db_option,
+    fail,
+    json_option,
+    make_window,
+    open_recording,
+    print_json,
+    since_option,
+    until_option,
+    window_options,
+    with_options,
+)
+from sentinel_ws_proxy.proxy.config import (
+    DEFAULT_DB,
+    ConfigError,
+    parse_size,
+)
+from sentinel_ws_proxy.recording.har import export_har, export_jsonl, import_har
+from sentinel_ws_proxy.recording.redact import Redactor
+from sentinel_ws_proxy.recording.schema import RecordingError
+from sentinel_ws_proxy.recording.sql import run_query
+from sentinel_ws_proxy.render import (
+    failures_report,
+    frame_json,
+    jsonable,
+    result_table,
+    session_json,
+    sessions_table,
+    show_session,
+)
+
+
+@cli.command()
+@db_option
+@click.option("--failed", is_flag=True, help="Only sessions whose verdict is a failure.")
+@click.option(
+    "--close-code",
+    "close_codes",
+    type=int,
+    multiple=True,
+    metavar="N",
+    help="Only this close code (repeatable).",
+)
+@click.option("--path", "path_glob", metavar="GLOB", help="Only paths matching GLOB, e.g. '/ws/*'.")
+@click.option("--client", metavar="ADDR", help="Only sessions from this client address.")
+@since_option
+@until_option
+@click.option("--run", "run_id", type=int, metavar="ID", help="Only sessions of this proxy run.")
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Show the most recent N matching sessions; 0 for all.",
+)
+@with_options(window_options)
+@json_option
+def sessions(
+    db: Path,
+    failed: bool,
+    close_codes: tuple[int, ...],
+    path_glob: str | None,
+    client: str | None,
+    since: str | None,
+    until: str | None,
+    run_id: int | None,
+    limit: int,
+    reconnect_window: float,
+    idle_timeout: float,
+    as_json: bool,
+) -> None:
+    """List recorded sessions, one line each, with their verdict.
+
+    The verdict is the session's failure category (see `sentinel-ws failures`).
+    """
+    window = make_window(since, until, run_id, reconnect_window, idle_timeout)
+    with open_recording(db) as recording:
+        classified = classify_recording(recording, window)
+        matching = select_sessions(
+            classified,
+            failed=failed,
+            close_codes=close_codes,
+            path_glob=path_glob,
+            client=client,
+        )
+        shown = matching[-limit:] if limit else matching
+        rows = recording.session_rows(s.id for s, _ in shown)
+    if as_json:
+        print_json([session_json(rows[s.id], v) for s, v in shown])
+        return
+    out = console()
+    if not shown:
+        out.print(f"No matching sessions in {db}.")
+        return
+    sessions_table(out, shown, {i: (r["bytes_c2s"], r["bytes_s2c"]) for i, r in rows.items()})
+    if len(shown) < len(matching):
+        out.print(
+            f"[dim]Showing the last {len(shown)} of {len(matching)} matching sessions; "
+            "--limit 0 shows all.[/dim]"
+        )
+
+
+@cli.command()
+@click.argument("session_id", type=int)
+@db_option
+@click.option("--payloads", is_flag=True, help="Show whole payloads (JSON pretty-printed).")
+@with_options(window_options)
+@json_option
+def show(
+    session_id: int,
+    db: Path,
+    payloads: bool,
+    reconnect_window: float,
+    idle_timeout: float,
+    as_json: bool,
+) -> None:
+    """Show one session: handshake, frame timeline, close and verdict."""
+    window = make_window(None, None, None, reconnect_window, idle_timeout)
+    with open_recording(db) as recording:
+        try:
+            row = recording.session_row(session_id)
+        except RecordingError as exc:
+            fail(str(exc))
+        frames = recording.frame_rows(session_id)
+        classified = classify_recording(recording, window)
+    verdict = next(v for v in classified.verdicts if v.session_id == session_id)
+    if as_json:
+        print_json(
+            {
+                "session": session_json(row, verdict),
+                "frames": [frame_json(f) for f in frames],
+            }
+        )
+        return
+    show_session(console(), row, frames, verdict, payloads=payloads)
+
+
+@cli.command()
+@db_option
+@since_option
+@until_option
+@with_options(window_options)
+@json_option
+def failures(
+    db: Path,
+    since: str | None,
+    until: str | None,
+    reconnect_window: float,
+    idle_timeout: float,
+    as_json: bool,
+) -> None:
+    """Classify every session, count the failures, and say what to fix.
+
+    Each session falls in exactly one category: clean, navigation, client_gone,
+    server_drop, server_error, rejected, not_found, upstream_unreachable,
+    idle_timeout, too_big, protocol_error, proxy_shutdown, open or other.
+    """
+    window = make_window(since, until, None, reconnect_window, idle_timeout)
+    with open_recording(db) as recording:
+        report = failure_report(recording, window)
+    if as_json:
+        print_json(report.as_json())
+        return
+    total = len(report.classified.summaries)
+    failures_report(
+        console(), report, f"{total} sessions in {db}, {report.failures} of them failures"
+    )
+
+
+@cli.command()
+@click.argument("query")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print rows as CSV with a header line.")
+def sql(query: str, db: Path, as_json: bool, as_csv: bool) -> None:
+    """Run one read-only SQL statement over a recording.
+
+    The file is opened read-only: statements that would write fail and change
+    nothing. Tables: meta, runs, sessions, frames, http_requests (see README).
+
+    \b
+    Example:
+      sentinel-ws sql "SELECT close_code, count(*) FROM sessions GROUP BY 1"
+    """
+    if as_json and as_csv:
+        fail("--json and --csv: choose one")
+    try:
+        columns, rows = run_query(db, query)
+    except RecordingError as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        print_json([dict(zip(columns, row, strict=False)) for row in rows])
+    elif as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([[jsonable(v) for v in row] for row in rows])
+    else:
+        result_table(console(), columns, rows)
+
+
+@cli.command()
+@click.argument("session_ids", type=int, nargs=-1, required=True, metavar="SESSION_ID...")
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["har", "jsonl"]),
+    default="har",
+    show_default=True,
+    help="har opens in Chrome DevTools (Network panel, Import HAR); jsonl is one row per line.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here, not stdout.",
+)
+def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None) -> None:
+    """Export sessions as HAR (with WebSocket messages) or JSONL."""
+    with open_recording(db) as recording:
+        try:
+            if fmt == "har":
+                text = json.dumps(export_har(recording, session_ids), indent=2, ensure_ascii=False)
+            else:
+                text = "\n".join(export_jsonl(recording, session_ids))
+        except RecordingError as exc:
+            fail(str(exc))
+    if output is None:
+        click.echo(text)
+        return
+    try:
+        output.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    click.echo(f"Wrote {len(session_ids)} sessions to {output}", err=True)
+
+
+@cli.command("import")
+@click.argument("har_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The recording to append to (created if missing).",
+)
+@click.option("--no-redact", is_flag=True, help="Keep Cookie, Authorization and token values.")
+@click.option("--max-payload", default="64K", show_default=True, metavar="SIZE")
+def import_(har_file: Path, db: Path, no_redact: bool, max_payload: str) -> None:
+    """Import the WebSocket entries of a HAR file (from Chrome DevTools or our export).
+
+    Each entry becomes a session with its frames, so every other command works
+    on a capture made in the browser. Credentials are redacted as in the proxy.
+    """
+    try:
+        run_id, count, frames = import_har(
+            har_file,
+            db,
+            redactor=Redactor.build(not no_redact),
+            max_payload=parse_size(max_payload, "--max-payload"),
+        )
+    except (RecordingError, ConfigError) as exc:
+        fail(str(exc))
+        return
+    click.echo(f"Imported {count} WebSocket sessions ({frames} frames) into {db} as run {run_id}")

@@ -1,0 +1,275 @@
+"""sentinel-ws replay and sentinel-ws test."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from sentinel_ws_proxy.cli.app import (
+    cli,
+    console,
+    fail,
+    json_option,
+    open_recording,
+    print_json,
+)
+from sentinel_ws_proxy.proxy.config import (
+    DEFAULT_DB,
+    ConfigError,
+    parse_listen,
+)
+from sentinel_ws_proxy.recording.schema import RecordingError
+from sentinel_ws_proxy.render import (
+    retest_report,
+    test_report,
+)
+
+
+@cli.command()
+@click.option(
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The recording to replay (opened read-only).",
+)
+@click.option(
+    "--session",
+    "session_ids",
+    type=int,
+    multiple=True,
+    metavar="ID",
+    help="Session to replay; repeatable, and '--session 3 4 5' works too.",
+)
+@click.argument("more_ids", type=int, nargs=-1, metavar="")
+@click.option("--run", "run_id", type=int, metavar="ID", help="Replay every session of a run.")
+@click.option("--listen", default="127.0.0.1:8003", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Divide the recorded gaps by this; 0 sends as fast as possible.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["pure", "sync"]),
+    default="pure",
+    show_default=True,
+    help="pure ignores the client; sync waits for the client's frames and reports differences.",
+)
+@click.option("--loop", is_flag=True, help="Start again after the last session.")
+def replay(
+    db: Path,
+    session_ids: tuple[int, ...],
+    more_ids: tuple[int, ...],
+    run_id: int | None,
+    listen: str,
+    speed: float,
+    mode: str,
+    loop: bool,
+) -> None:
+    """Serve recorded sessions as a stand-in server, with the original timing.
+
+    Each new WebSocket connection gets the next session (default: every
+    session of the latest run): its handshake status and body, subprotocol,
+    server frames at the recorded gaps, and its ending (the recorded close
+    frame, or a dropped connection). Point your frontend at it to reproduce a
+    bug with no backend running. Without --loop it exits once every session
+    was played; the exit status is 1 if sync mode saw a client frame that
+    differs from the recording.
+    """
+    from sentinel_ws_proxy.replay.recorded import choose_sessions
+    from sentinel_ws_proxy.replay.server import ReplayServer, serve_replay
+
+    try:
+        host, port = parse_listen(listen)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    with open_recording(db) as recording:
+        try:
+            sessions = choose_sessions(recording, session_ids + more_ids, run_id)
+        except RecordingError as exc:
+            fail(str(exc))
+            return
+    server = ReplayServer(
+        sessions,
+        source=str(db),
+        speed=speed,
+        sync=mode == "sync",
+        loop=loop,
+        report=lambda line: click.echo(line),
+    )
+
+    def announce(url: str) -> None:
+        paths = sorted({s.path for s in sessions})
+        ids = " ".join(str(s.id) for s in sessions)
+        click.echo(f"Replaying {len(sessions)} session(s) from {db}: {ids}")
+        click.echo(f"  mode {mode}, speed {speed:g}{', looping' if loop else ''}")
+        for path in paths:
+            click.echo(f"  ws{url.removeprefix('http')}{path}")
+        click.echo(f"Point your frontend at {url} (status: {url}/_sentinel/status; Ctrl-C to stop)")
+
+    try:
+        asyncio.run(serve_replay(server, host, port, announce))
+    except ConfigError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    mismatches = server.mismatches
+    click.echo(
+        f"Played {len(server.played)} session(s); "
+        + (f"{len(mismatches)} client frame(s) differed" if server.sync else "mode pure")
+    )
+    sys.exit(1 if mismatches else 0)
+
+
+@cli.command("test")
+@click.argument("url", required=False)
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--path", default="ws/mission-updates", show_default=True)
+@click.option("--origin", help="Send this Origin header.")
+@click.option(
+    "--header", "headers", multiple=True, metavar="NAME:VALUE", help="Extra header (repeatable)."
+)
+@click.option(
+    "--subprotocol",
+    "subprotocols",
+    multiple=True,
+    metavar="NAME",
+    help="Offer this subprotocol (repeatable).",
+)
+@click.option(
+    "--send", "send", multiple=True, metavar="TEXT", help="Send this text message (repeatable)."
+)
+@click.option(
+    "--timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds to wait for the handshake, and to listen for messages.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Show headers and every message in full.")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Re-send a recorded session's client frames instead (with --session).",
+)
+@click.option("--session", "session_id", type=int, metavar="ID", help="With --db: the session.")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="With --db: divide the recorded gaps by this (0: no waiting).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["timed", "sync"]),
+    default="timed",
+    show_default=True,
+    help="With --db: recorded timing, or send each frame once the recorded replies came.",
+)
+@click.option(
+    "--ignore-json-keys",
+    "ignore",
+    multiple=True,
+    metavar="K1,K2",
+    help="With --db: leave these keys out when comparing JSON messages (repeatable).",
+)
+@json_option
+def test_command(
+    url: str | None,
+    host: str,
+    port: int,
+    path: str,
+    origin: str | None,
+    headers: tuple[str, ...],
+    subprotocols: tuple[str, ...],
+    send: tuple[str, ...],
+    timeout: float,
+    verbose: bool,
+    db: Path | None,
+    session_id: int | None,
+    speed: float,
+    mode: str,
+    ignore: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Test a WebSocket endpoint, live or by re-sending a recorded session.
+
+    Live (the Sentinel test_websocket.py, same defaults): connects to URL or
+    ws://HOST:PORT/PATH, reports the handshake, the messages received within
+    --timeout, what was sent, and the close. Exit 0 when the connection
+    opened and closed cleanly, 1 when it failed, 2 for usage errors.
+
+    With --db and --session: re-sends that session's client frames to the
+    recorded path on URL's host (or to the recorded upstream) and compares
+    the server's answers with the recorded ones. Exit 0 when they match, 1
+    when they differ.
+    """
+    from sentinel_ws_proxy.diagnostics.test_client import (
+        UsageError,
+        build_url,
+        parse_headers,
+        run_test,
+    )
+
+    try:
+        extra = parse_headers(headers)
+        if db is not None or session_id is not None:
+            if db is None or session_id is None:
+                raise UsageError("--db and --session go together")
+            result = _retest(db, session_id, url, speed, mode, timeout, ignore, extra)
+            if as_json:
+                print_json(result.as_json())
+            else:
+                retest_report(console(), result)
+            sys.exit(0 if result.matches else 1)
+        target = build_url(url, host, port, path)
+        live = asyncio.run(
+            run_test(
+                target,
+                origin=origin,
+                headers=extra,
+                subprotocols=list(subprotocols),
+                send=list(send),
+                timeout=timeout,
+            )
+        )
+    except UsageError as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        print_json(live.as_json())
+    else:
+        test_report(console(), live, verbose=verbose)
+    sys.exit(0 if live.ok else 1)
+
+
+def _retest(db, session_id, url, speed, mode, timeout, ignore, extra):
+    from sentinel_ws_proxy.replay.recorded import load_session
+    from sentinel_ws_proxy.replay.retest import retest, target_url
+
+    with open_recording(db) as recording:
+        try:
+            session = load_session(recording, session_id)
+        except RecordingError as exc:
+            fail(str(exc))
+    keys = frozenset(k.strip() for value in ignore for k in value.split(",") if k.strip())
+    return asyncio.run(
+        retest(
+            session,
+            target_url(session, url),
+            speed=speed,
+            sync=mode == "sync",
+            timeout=timeout,
+            ignore_keys=keys,
+            headers=extra,
+        )
+    )
