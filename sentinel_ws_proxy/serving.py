@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from sentinel_ws_proxy.proxy.config import ConfigError, format_hostport
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -71,3 +74,18 @@ async def serve_app(
         await until_signalled(*((until,) if until else ()))
     finally:
         await runner.cleanup()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, on uvloop when it is installed (pip install 'sentinel-ws-proxy[fast]').
+
+    SENTINEL_WS_LOOP=asyncio keeps the standard loop, to compare the two.
+    """
+    if os.environ.get("SENTINEL_WS_LOOP", "").lower() != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)

@@ -96,7 +96,9 @@ async def test_navigation_in_a_real_browser_is_recorded_and_classified(tmp_path,
     assert first["close_code"] in (1001, 1006)
     assert first["client_addr"] == second["client_addr"]
     assert first["user_agent"] == second["user_agent"] and "Chrome" in first["user_agent"]
-    assert 0 <= second["started_at"] - first["ended_at"] < 5
+    # The new page's socket may open before the old one's close has finished.
+    assert first["started_at"] < second["started_at"]
+    assert second["started_at"] - first["ended_at"] < 5
 
     result = CliRunner().invoke(cli, ["failures", "--json", "--db", str(db)])
     assert result.exit_code == 0, result.output

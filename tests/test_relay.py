@@ -261,3 +261,39 @@ async def test_simultaneous_close_from_both_sides_completes(upstream, db):
     (session,) = rows(db, "SELECT * FROM sessions")
     assert session["clean"] == 1
     assert session["closed_by"] in ("client", "server")
+
+
+async def test_a_stuck_disk_slows_the_relay_instead_of_growing_memory(echo_upstream, db):
+    """Hold SQLite's write lock: the recorder falls behind, relays pause, nothing is lost."""
+    import sqlite3
+
+    async with running_proxy(
+        echo_upstream, db, backlog_high=64 * 1024, backlog_low=16 * 1024
+    ) as proxy:
+        blocker = sqlite3.connect(db, timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")  # the writer thread now waits for the lock
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        payload = b"x" * 4096
+        sent = 0
+
+        async def send_all() -> None:
+            nonlocal sent
+            for _ in range(100):  # 400 KiB each way: far past the 64 KiB high mark
+                await ws.send(payload)
+                await ws.recv()
+                sent += 1
+
+        sending = asyncio.ensure_future(send_all())
+        await asyncio.sleep(1.0)
+        assert not sending.done()  # paused behind the stuck recorder
+        assert proxy.recorder.backlog() > 16 * 1024
+        paused_at = sent
+        blocker.rollback()
+        blocker.close()
+        await within(sending, 30)
+        assert paused_at < 100 and sent == 100
+        assert proxy.recorder.stats.throttled_seconds > 0.5
+        await ws.close()
+        await proxy.stop_once()
+    (count,) = rows(db, "SELECT count(*) FROM frames WHERE opcode = 'binary'")
+    assert count[0] == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
@@ -23,6 +22,7 @@ from sentinel_ws_proxy.proxy.config import (
     parse_upstream,
 )
 from sentinel_ws_proxy.recording.schema import RecordingError
+from sentinel_ws_proxy.serving import run
 
 
 @cli.command()
@@ -140,7 +140,7 @@ def proxy(
 
     sinks = [] if quiet else [SessionLog(lambda line: click.echo(line))]
     try:
-        server = asyncio.run(serve_until_signalled(config, sinks=sinks, on_ready=announce))
+        server = run(serve_until_signalled(config, sinks=sinks, on_ready=announce))
     except (ConfigError, RecordingError) as exc:
         fail(str(exc))
         return

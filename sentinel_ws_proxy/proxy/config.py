@@ -33,6 +33,9 @@ class ProxyConfig:
     # gives up on a clean close and drops both connections.
     close_timeout: float = 5.0
     connect_timeout: float = 10.0
+    # Payload bytes the recorder may fall behind before relays pause (see writer.py).
+    backlog_high: int = 64 * 1024 * 1024
+    backlog_low: int = 16 * 1024 * 1024
 
     @property
     def listen(self) -> str:

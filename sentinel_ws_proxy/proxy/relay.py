@@ -28,6 +28,7 @@ from sentinel_ws_proxy.protocol import (
     close_payload,
 )
 from sentinel_ws_proxy.proxy.upstream import UpstreamSocket
+from sentinel_ws_proxy.recording.writer import RecordingWriter
 
 Side = Literal["client", "server"]
 CLIENT: Side = "client"
@@ -57,6 +58,7 @@ class Relay:
         emit: Callable[[Event], None],
         *,
         close_timeout: float,
+        recorder: RecordingWriter | None = None,
     ):
         self.session_id = session_id
         self.client_addr = request.remote or ""
@@ -71,6 +73,7 @@ class Relay:
         self._upstream = upstream
         self._emit = emit
         self._close_timeout = close_timeout
+        self._recorder = recorder
         self._sent_close: set[Side] = set()
         self._got_close: set[Side] = set()
         self._outcome: tuple[int, str, ClosedBy] | None = None
@@ -119,7 +122,7 @@ class Relay:
         source = self._ws[side]
         sink = self._ws[_OTHER[side]]
         direction = _FROM[side]
-        emit, sid = self._emit, self.session_id
+        emit, sid, recorder = self._emit, self.session_id, self._recorder
         while True:
             msg = await source.receive()
             opcode = _OPCODES.get(msg.type)
@@ -135,6 +138,8 @@ class Relay:
                         await sink.send_frame(data, msg.type)
                     except ConnectionError:
                         pass  # the other pump sees that leg end and finishes the session
+                if recorder is not None and recorder.backlog() > recorder.backlog_high:
+                    await recorder.catch_up()
                 continue
             if msg.type is WSMsgType.CLOSE:
                 await self._on_close(side, msg.data, msg.extra or "")

@@ -148,6 +148,7 @@ class Proxy:
             upstream,
             self.emit,
             close_timeout=self.config.close_timeout,
+            recorder=self.recorder,
         )
         self.relays[session_id] = relay
         try:
@@ -214,6 +215,8 @@ class ProxyServer:
                     max_payload=config.max_payload,
                     listen=config.listen,
                     upstream=str(config.upstream),
+                    backlog_high=config.backlog_high,
+                    backlog_low=config.backlog_low,
                 )
                 self.recorder.open()
         except BaseException:

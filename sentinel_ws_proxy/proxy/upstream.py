@@ -14,16 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import TypeVar
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+T = TypeVar("T")
 _handshake: contextvars.ContextVar[list[aiohttp.ClientResponse] | None] = contextvars.ContextVar(
     "sentinel_handshake", default=None
 )
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """wait_for without its extra task where asyncio.timeout exists (3.11+): one per handshake."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 class UpstreamRejected(Exception):
@@ -127,7 +139,8 @@ class Upstream:
         box: list[aiohttp.ClientResponse] = []
         token = _handshake.set(box)
         try:
-            ws = await asyncio.wait_for(
+            ws = await within(
+                self.connect_timeout,
                 self.session.ws_connect(
                     url,
                     headers=headers,
@@ -139,7 +152,6 @@ class Upstream:
                     decode_text=False,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self.close_timeout),
                 ),
-                self.connect_timeout,
             )
         except UpstreamRejected:
             raise

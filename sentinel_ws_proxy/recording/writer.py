@@ -9,6 +9,7 @@ so the delay between a frame and its commit is one batch's write time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -18,8 +19,9 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sentinel_ws_proxy import __version__
@@ -28,6 +30,11 @@ from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
 from sentinel_ws_proxy.recording.schema import RecordingError, open_database
 
 MAX_BATCH = 20_000
+# Past BACKLOG_HIGH payload bytes waiting for the disk, relays pause until it is
+# down to BACKLOG_LOW: memory stays bounded and no frame is dropped.
+BACKLOG_HIGH = 64 * 1024 * 1024
+BACKLOG_LOW = 16 * 1024 * 1024
+LAG_SAMPLES = 200_000
 _STOP = object()
 
 _INSERT_SESSION = (
@@ -58,7 +65,27 @@ class WriterStats:
     max_lag_ms: float = 0.0
     errors: int = 0
     dropped: int = 0
+    throttled_seconds: float = 0.0  # time the relay waited for a backlog to be written
     last_error: str | None = None
+    # Seconds from an event to the commit that stored it, for the latest events.
+    lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
+
+    def note_lags(self, committed: float, batch: list[Event]) -> None:
+        lags = [committed - e.ts for e in batch]
+        self.lags.extend(lags)
+        if lags:
+            self.max_lag_ms = max(self.max_lag_ms, max(lags) * 1000)
+
+    def lag_ms(self) -> dict[str, float | None]:
+        """Commit lag percentiles over the latest events, in milliseconds."""
+        ordered = sorted(self.lags.copy())  # copy() is atomic; the writer thread appends
+        if not ordered:
+            return {"p50": None, "p99": None, "max": None}
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+        return {"p50": pick(0.50), "p99": pick(0.99), "max": round(self.max_lag_ms, 3)}
 
 
 def headers_json(pairs: Iterable[tuple[str, str]]) -> str:
@@ -98,8 +125,12 @@ class RecordingWriter:
         max_payload: int,
         listen: str,
         upstream: str,
+        backlog_high: int = BACKLOG_HIGH,
+        backlog_low: int = BACKLOG_LOW,
     ):
         self.path = path
+        self.backlog_high = backlog_high
+        self.backlog_low = backlog_low
         self.redactor = redactor
         self.max_payload = max_payload
         self.listen = listen
@@ -109,6 +140,8 @@ class RecordingWriter:
         self.stats = WriterStats()
         self._salt = b""
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._queued_bytes = 0
+        self._written_bytes = 0
         self._thread: threading.Thread | None = None
 
     def open(self) -> None:
@@ -172,6 +205,25 @@ class RecordingWriter:
     def handle(self, event: Event) -> None:
         """Queue an event; returns at once, whatever the disk is doing."""
         self._queue.put(event)
+        if type(event) is Frame:
+            self._queued_bytes += len(event.payload)
+
+    def backlog(self) -> int:
+        """Payload bytes queued but not yet written."""
+        # Two counters, each written by one thread only, so no lock is needed.
+        return self._queued_bytes - self._written_bytes
+
+    async def catch_up(self) -> None:
+        """Wait until the backlog is down to backlog_low (called above backlog_high).
+
+        The relay does not wait on the disk; but when the disk cannot keep up
+        for long, slowing the relay down is better than holding an unbounded
+        backlog in memory or losing frames.
+        """
+        started = time.monotonic()
+        while self.backlog() > self.backlog_low:
+            await asyncio.sleep(0.005)
+        self.stats.throttled_seconds += time.monotonic() - started
 
     def close(self) -> WriterStats:
         """Write everything still queued, mark the run ended, and stop the thread."""
@@ -242,11 +294,11 @@ class RecordingWriter:
             return
         now = time.time()
         self.stats.rows_written += sum(len(r) for r in rows.values())
+        self._written_bytes += sum(len(e.payload) for e in batch if type(e) is Frame)
         self.stats.batches += 1
         self.stats.last_commit = now
         self.stats.pending = self._queue.qsize()
-        oldest = min((getattr(e, "ts", now) for e in batch), default=now)
-        self.stats.max_lag_ms = max(self.stats.max_lag_ms, (now - oldest) * 1000)
+        self.stats.note_lags(now, batch)
 
     def _rows(self, batch: list[Event]) -> dict[str, list[tuple[object, ...]]]:
         rows: dict[str, list[tuple[object, ...]]] = {
