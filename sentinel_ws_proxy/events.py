@@ -38,6 +38,7 @@ class SessionOpened(NamedTuple):
     handshake_body: bytes = b""
     subprotocol: str | None = None
     error: str | None = None
+    fault_id: int | None = None  # a reject fault answered instead of the upstream
 
 
 class Frame(NamedTuple):
@@ -50,6 +51,8 @@ class Frame(NamedTuple):
     payload: bytes
     close_code: int | None = None
     close_reason: str | None = None
+    fault_id: int | None = None  # a fault that dropped, delayed or held back this frame
+    fault_action: str | None = None  # dropped, delayed or stalled
 
 
 class SessionClosed(NamedTuple):
@@ -66,6 +69,7 @@ class SessionClosed(NamedTuple):
     bytes_c2s: int = 0
     bytes_s2c: int = 0
     last_frame_at: float | None = None  # the last frame other than a close
+    fault_id: int | None = None  # the fault that ended the session
 
 
 class HttpRequest(NamedTuple):
@@ -81,4 +85,25 @@ class HttpRequest(NamedTuple):
     error: str | None = None
 
 
-Event = SessionOpened | Frame | SessionClosed | HttpRequest
+class FaultAdded(NamedTuple):
+    fault_id: int
+    ts: float
+    spec: str
+
+
+class FaultRemoved(NamedTuple):
+    fault_id: int
+    ts: float
+
+
+class FaultFired(NamedTuple):
+    """A fault acted: on a handshake, a connection or a frame."""
+
+    fault_id: int
+    session_id: int | None
+    ts: float
+    action: str  # reject, close, abort, stall, drop, delay
+    detail: str = ""
+
+
+Event = SessionOpened | Frame | SessionClosed | HttpRequest | FaultAdded | FaultRemoved | FaultFired

@@ -182,12 +182,15 @@ def show_session(
         table.add_column("payload", overflow="fold")
         for f in frames:
             cut = " (cut)" if f["truncated"] else ""
+            touched = (
+                f"[{f['fault_action']} by fault {f['fault_id']}] " if f.get("fault_action") else ""
+            )
             table.add_row(
                 f"{f['ts'] - row['started_at']:.3f}",
                 ARROW.get(f["direction"], f["direction"]),
                 f["opcode"],
                 f"{f['size']}{cut}",
-                Text(preview(f, payloads)),
+                Text(touched + preview(f, payloads)),
             )
         console.print()
         console.print(table)
@@ -201,6 +204,8 @@ def show_session(
             f"\n[bold]Close[/bold]: {code} {close_code_name(code)}{escape(reason)}, "
             f"by {row['closed_by']}, {how}"
         )
+    if row.get("fault_id"):
+        console.print(Text(f"Injected: fault {row['fault_id']} ended this session", "magenta"))
     console.print(
         Text.assemble(
             ("\nVerdict: ", "bold"), category_text(verdict.category), f": {verdict.explanation}"
@@ -232,6 +237,42 @@ def failures_report(console: Console, report: FailureReport, total_label: str) -
         if never:
             shown = " ".join(map(str, never[:10])) + (" …" if len(never) > 10 else "")
             console.print(f"Never reconnected: {len(never)} (sessions {shown})")
+    incidents = report.recovery
+    if incidents:
+        table = Table(title="\nRecovery from injected faults", title_justify="left",
+                      show_edge=False, header_style="bold")  # fmt: skip
+        for column in (
+            "session",
+            "fault",
+            "client",
+            "came back",
+            "after",
+            "retries",
+            "gaps (s)",
+            "backoff",
+        ):
+            table.add_column(column)
+        for i in incidents:
+            gaps = " ".join(f"{g:.2f}" for g in i["gaps"][:8]) + (
+                " …" if len(i["gaps"]) > 8 else ""
+            )
+            backoff = i["pattern"] + (f" at {i['capped_at']:.2f} s" if i["capped_at"] else "")
+            came_back = (
+                Text("yes", style="green")
+                if i["recovered"]
+                else Text("not in the recording", style="bold red")
+            )
+            table.add_row(
+                str(i["session_id"]),
+                str(i["fault_id"]),
+                Text(i["client"]),
+                came_back,
+                seconds(i["recovered_after"]),
+                str(len(i["attempts"])),
+                gaps,
+                backoff,
+            )
+        console.print(table)
     for category in counts:
         advice = ADVICE[category]
         if not advice.fixes:

@@ -110,3 +110,53 @@ async def test_navigation_in_a_real_browser_is_recorded_and_classified(tmp_path,
     print(
         f"navigation: close {first['close_code']}, reconnect gap {verdict['reconnect_gap']:.3f} s"
     )
+
+
+@pytest.mark.timeout(90)
+async def test_demo_frontend_recovers_from_an_injected_crash(tmp_path, async_playwright):
+    """A 1011 injected by the proxy: the page's own reconnection logic brings it back."""
+    import aiohttp
+
+    executable = chromium_path()
+    db = tmp_path / "browser.db"
+    runner, _backend, port = await start_demo_server(Behaviour())
+    try:
+        async with (
+            running_proxy(f"http://127.0.0.1:{port}", db) as proxy,
+            async_playwright() as playwright,
+            aiohttp.ClientSession() as http,
+        ):
+            browser = await playwright.chromium.launch(
+                executable_path=executable, args=CHROMIUM_FLAGS, timeout=30_000
+            )
+            try:
+                page = await browser.new_page()
+                page.set_default_timeout(15_000)
+                await page.goto(proxy.url + "/")
+                await page.wait_for_function(OPEN)
+                first_connection = await page.evaluate("document.body.dataset.connectionId")
+                (session_id,) = proxy.proxy.relays
+                crash = f"{proxy.url}/_sentinel/connections/{session_id}/close?code=1011"
+                async with http.post(crash) as response:
+                    assert response.status == 202
+                await page.wait_for_function(
+                    f"document.body.dataset.socket === 'open' && "
+                    f"document.body.dataset.connectionId !== {json.dumps(first_connection)}"
+                )
+                status = await page.text_content("#socket-status")
+                assert status == "connected"
+            finally:
+                await browser.close()
+            await proxy.stop_once()
+    finally:
+        await runner.cleanup()
+
+    first = rows(db, "SELECT * FROM sessions ORDER BY id")[0]
+    assert (first["close_code"], first["closed_by"], first["fault_id"]) == (1011, "proxy", 1)
+    result = CliRunner().invoke(cli, ["failures", "--json", "--db", str(db)])
+    report = json.loads(result.output)
+    assert report["sessions"][0]["category"] == "injected"
+    (incident,) = report["recovery"]
+    # The page waits 0.5 s before its first reconnect.
+    assert incident["recovered"] is True and 0.45 <= incident["recovered_after"] < 5
+    print(f"the demo page came back {incident['recovered_after']:.3f} s after the injected 1011")

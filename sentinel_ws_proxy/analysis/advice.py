@@ -115,6 +115,14 @@ ADVICE: dict[str, Advice] = {
         ("The proxy was stopped while the session was open.",),
         ("Nothing to fix in the app.",),
     ),
+    "injected": Advice(
+        "Ended by a fault you injected",
+        ("sentinel-ws proxy --fault (or the fault API) closed, cut or refused it on purpose.",),
+        (
+            "Read the recovery report: did the client come back, how fast, and with what "
+            "backoff between retries?",
+        ),
+    ),
     "open": Advice(
         "Still open",
         ("The session had not ended when the recording was read.",),

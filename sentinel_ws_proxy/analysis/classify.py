@@ -29,11 +29,12 @@ CATEGORIES = (
     "too_big",
     "protocol_error",
     "proxy_shutdown",
+    "injected",
     "open",
     "other",
 )
 # Not failures: the app or the proxy ended these on purpose, or they are still going.
-NOT_FAILURES = frozenset({"clean", "open", "proxy_shutdown"})
+NOT_FAILURES = frozenset({"clean", "open", "proxy_shutdown", "injected"})
 
 DEFAULT_RECONNECT_WINDOW = 10.0
 DEFAULT_IDLE_TIMEOUT = 30.0
@@ -60,6 +61,7 @@ class SessionSummary:
     user_agent: str | None = None
     cookie_hash: str | None = None
     run_id: int | None = None
+    fault_id: int | None = None  # set when an injected fault refused or ended it
 
     @property
     def client_key(self) -> tuple[str, str, str]:
@@ -206,6 +208,9 @@ def _category(
     window: float,
     idle_timeout: float,
 ) -> tuple[str, str]:
+    if s.fault_id is not None:
+        what = "refused the handshake" if not s.accepted else _close_words(s)
+        return "injected", f"fault {s.fault_id} {what}: injected on purpose, not the app's doing"
     if not s.accepted:
         return _handshake_category(s)
     code, by = s.close_code, s.closed_by

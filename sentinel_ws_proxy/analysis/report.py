@@ -18,6 +18,7 @@ from sentinel_ws_proxy.analysis.classify import (
     Verdict,
     classify_all,
 )
+from sentinel_ws_proxy.analysis.recovery import recovery
 from sentinel_ws_proxy.recording.reader import Recording
 
 EXAMPLES = 5
@@ -85,6 +86,10 @@ class FailureReport:
         found = Counter(v.category for v in self.classified.verdicts)
         return {c: found[c] for c in CATEGORIES if found[c]}
 
+    @property
+    def recovery(self) -> list[dict[str, Any]]:
+        return recovery(self.classified.summaries)
+
     def examples(self, category: str, n: int = EXAMPLES) -> list[int]:
         return [v.session_id for v in self.classified.verdicts if v.category == category][:n]
 
@@ -113,6 +118,7 @@ class FailureReport:
                 for s, v in zip(summaries, self.classified.verdicts, strict=False)
             ],
             "reconnects": self.classified.reconnects.as_dict(),
+            "recovery": self.recovery,
             "advice": {
                 c: {
                     "title": ADVICE[c].title,

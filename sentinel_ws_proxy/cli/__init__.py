@@ -3,6 +3,7 @@
 from sentinel_ws_proxy.cli import (  # noqa: F401  (importing them registers their commands)
     demo,
     diagnose,
+    faults,
     menu,
     proxy,
     recordings,

@@ -11,6 +11,7 @@ from sentinel_ws_proxy.cli.app import (
     cli,
     fail,
 )
+from sentinel_ws_proxy.faults.spec import FaultSpecError, parse_spec
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
     DEFAULT_LISTEN,
@@ -80,6 +81,18 @@ from sentinel_ws_proxy.serving import run
     type=click.FloatRange(min=0.1),
     help="Seconds a side may take to answer a close frame before both are dropped.",
 )
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    help="Inject a fault (repeatable), e.g. 'close code=1011 after=10s'. See README.",
+)
+@click.option(
+    "--admin-token",
+    envvar="SENTINEL_WS_ADMIN_TOKEN",
+    help="Require this token for /_sentinel/ (then reachable from other hosts too).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print no line per session.")
 def proxy(
     listen: str,
@@ -91,6 +104,8 @@ def proxy(
     no_redact: bool,
     redact_header: tuple[str, ...],
     close_timeout: float,
+    faults: tuple[str, ...],
+    admin_token: str | None,
     quiet: bool,
 ) -> None:
     """Relay HTTP and WebSocket traffic to UPSTREAM and record every session.
@@ -121,8 +136,10 @@ def proxy(
             redact=not no_redact,
             redact_headers=redact_header,
             close_timeout=close_timeout,
+            faults=tuple(parse_spec(spec) for spec in faults),
+            admin_token=admin_token,
         )
-    except ConfigError as exc:
+    except (ConfigError, FaultSpecError) as exc:
         fail(str(exc))
         return
 
@@ -131,6 +148,8 @@ def proxy(
         click.echo(f"  listening on  {server.url}")
         click.echo(f"  upstream      {config.upstream}")
         click.echo(f"  recording to  {config.db_path or '(not recording)'}")
+        for fault in server.proxy.faults.listing() if server.proxy else ():
+            click.echo(f"  fault {fault['id']:<7} {fault['spec']}")
         if not config.is_loopback:
             click.echo(
                 f"  warning: listening on {config.listen_host}, reachable from other machines",

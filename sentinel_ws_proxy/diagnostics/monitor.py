@@ -241,6 +241,7 @@ class RecordingState:
     clock: float = field(default_factory=time.time)
     open: dict[int, OpenConnection] = field(default_factory=dict)
     closes: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    faults: list[tuple] = field(default_factory=list)  # (ts, action, fault, session, spec, detail)
     rate: dict[str, float] = field(default_factory=lambda: {"c2s": 0.0, "s2c": 0.0})
     sessions_seen: int = 0
     finished: bool = False
@@ -283,8 +284,25 @@ def render_recording(state: RecordingState) -> RenderableType:
         Panel(head, title="Sentinel WebSocket monitor"),
         Panel(conns if state.open else Text("none", style="dim"), title="Open connections"),
         Panel(closes if state.closes else Text("none yet", style="dim"), title="Recent closes"),
+        *([Panel(_faults_table(state.faults), title="Recent faults")] if state.faults else []),
         Text("q quit", style="dim"),
     )
+
+
+def _faults_table(faults: list[tuple]) -> Table:
+    table = Table(show_edge=False, header_style="bold", expand=True)
+    for column in ("time", "action", "fault", "session", "spec", "detail"):
+        table.add_column(column, overflow="fold")
+    for ts, action, fault_id, session_id, spec, detail in faults:
+        table.add_row(
+            hhmmss(ts),
+            Text(action, style="bold magenta"),
+            str(fault_id),
+            "-" if session_id is None else str(session_id),
+            Text(spec or ""),
+            Text(detail or ""),
+        )
+    return table
 
 
 class FollowMonitor:
@@ -334,6 +352,12 @@ class FollowMonitor:
         s.rate = {d: counts.get(d, 0) / elapsed for d in ("c2s", "s2c")}
         self._last_frame_id, self._last_poll = newest, now
         self._refresh_closes()
+        s.faults = conn.execute(
+            "SELECT e.ts, e.action, e.fault_id, e.session_id, f.spec, e.detail"
+            " FROM fault_events e LEFT JOIN faults f ON f.id = e.fault_id"
+            " ORDER BY e.id DESC LIMIT ?",
+            [RECENT],
+        ).fetchall()
 
     def _refresh_closes(self) -> None:
         # Verdicts of recent closes are recomputed each time: a client-side

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import json
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -9,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sentinel_ws_proxy import __version__
+from sentinel_ws_proxy.faults.spec import FaultSpec, FaultSpecError, parse_spec
+from sentinel_ws_proxy.proxy.config import is_loopback_host
 
 if TYPE_CHECKING:
     from sentinel_ws_proxy.proxy.server import Proxy
@@ -80,6 +84,39 @@ def diagnostics(proxy: Proxy) -> dict[str, Any]:
     }
 
 
+def allowed(request: web.Request, token: str | None) -> bool:
+    """Loopback clients only, unless a token was set: then whoever presents it."""
+    if token is not None:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(presented, token)
+    return is_loopback_host(request.remote or "")
+
+
+def guard(token: str | None):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if request.path.startswith(PREFIX + "/") and not allowed(request, token):
+            why = "a valid admin token" if token else "a loopback client"
+            return web.json_response(
+                {"error": f"the sentinel-ws admin API needs {why}"},
+                status=401 if token else 403,
+            )
+        return await handler(request)
+
+    return middleware
+
+
+async def _spec_from(request: web.Request) -> FaultSpec:
+    """A fault from a POST body: {"spec": "..."} as JSON, or the spec string itself."""
+    body = await request.text()
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(body).get("spec", "")
+        except (ValueError, AttributeError):
+            raise FaultSpecError('expected a JSON body {"spec": "..."}') from None
+    return parse_spec(body)
+
+
 def routes(proxy: Proxy) -> list[web.RouteDef]:
     async def get_status(request: web.Request) -> web.Response:
         return web.json_response(status(proxy))
@@ -87,11 +124,50 @@ def routes(proxy: Proxy) -> list[web.RouteDef]:
     async def get_diagnostics(request: web.Request) -> web.Response:
         return web.json_response(diagnostics(proxy))
 
+    async def list_faults(request: web.Request) -> web.Response:
+        return web.json_response({"faults": proxy.faults.listing()})
+
+    async def add_fault(request: web.Request) -> web.Response:
+        try:
+            spec = await _spec_from(request)
+        except FaultSpecError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(proxy.faults.add(spec).as_json(), status=201)
+
+    async def remove_fault(request: web.Request) -> web.Response:
+        raw = request.match_info["fault_id"]
+        if not raw.isdigit() or not proxy.faults.remove(int(raw)):
+            return web.json_response({"error": f"no fault {raw}"}, status=404)
+        return web.json_response({"removed": int(raw)})
+
+    async def reset_faults(request: web.Request) -> web.Response:
+        return web.json_response({"removed": proxy.faults.clear()})
+
+    async def act_on_connection(request: web.Request) -> web.Response:
+        raw, action = request.match_info["session_id"], request.match_info["action"]
+        relay = proxy.relays.get(int(raw)) if raw.isdigit() else None
+        if relay is None:
+            return web.json_response({"error": f"no open session {raw}"}, status=404)
+        settings = " ".join(f"{k}={v}" for k, v in request.query.items())
+        try:
+            spec = parse_spec(f"{action} {settings}")
+        except FaultSpecError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        fault = proxy.faults.act(relay, spec)
+        return web.json_response(
+            {"session_id": relay.session_id, "action": action, "fault": fault.id}, status=202
+        )
+
     async def unknown(request: web.Request) -> web.Response:
         return web.json_response(
             {
                 "error": f"no such sentinel-ws endpoint: {request.path}",
-                "endpoints": [f"{PREFIX}/status", f"{PREFIX}/diagnostics/websockets"],
+                "endpoints": [
+                    f"{PREFIX}/status",
+                    f"{PREFIX}/diagnostics/websockets",
+                    f"{PREFIX}/faults",
+                    f"{PREFIX}/connections/{{session_id}}/close|abort|stall",
+                ],
             },
             status=404,
         )
@@ -99,5 +175,12 @@ def routes(proxy: Proxy) -> list[web.RouteDef]:
     return [
         web.get(f"{PREFIX}/status", get_status),
         web.get(f"{PREFIX}/diagnostics/websockets", get_diagnostics),
+        web.get(f"{PREFIX}/faults", list_faults),
+        web.post(f"{PREFIX}/faults", add_fault),
+        web.post(f"{PREFIX}/faults/reset", reset_faults),
+        web.delete(f"{PREFIX}/faults/{{fault_id}}", remove_fault),
+        web.post(
+            f"{PREFIX}/connections/{{session_id}}/{{action:close|abort|stall}}", act_on_connection
+        ),
         web.route("*", PREFIX + "{tail:(/.*)?}", unknown),
     ]

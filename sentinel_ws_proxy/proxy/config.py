@@ -8,6 +8,8 @@ from pathlib import Path
 
 from yarl import URL
 
+from sentinel_ws_proxy.faults.spec import FaultSpec
+
 DEFAULT_LISTEN = "127.0.0.1:8002"
 DEFAULT_UPSTREAM = "http://localhost:8001"
 DEFAULT_DB = "recordings/sentinel.db"
@@ -36,6 +38,10 @@ class ProxyConfig:
     # Payload bytes the recorder may fall behind before relays pause (see writer.py).
     backlog_high: int = 64 * 1024 * 1024
     backlog_low: int = 16 * 1024 * 1024
+    faults: tuple[FaultSpec, ...] = ()
+    # With a token, the /_sentinel/ API answers anyone who presents it; without
+    # one, only loopback clients.
+    admin_token: str | None = None
 
     @property
     def listen(self) -> str:

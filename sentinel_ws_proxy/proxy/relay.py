@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
@@ -29,6 +29,9 @@ from sentinel_ws_proxy.protocol import (
 )
 from sentinel_ws_proxy.proxy.upstream import UpstreamSocket
 from sentinel_ws_proxy.recording.writer import RecordingWriter
+
+if TYPE_CHECKING:
+    from sentinel_ws_proxy.faults.engine import FaultEngine
 
 Side = Literal["client", "server"]
 CLIENT: Side = "client"
@@ -59,6 +62,7 @@ class Relay:
         *,
         close_timeout: float,
         recorder: RecordingWriter | None = None,
+        faults: FaultEngine | None = None,
     ):
         self.session_id = session_id
         self.client_addr = request.remote or ""
@@ -74,6 +78,10 @@ class Relay:
         self._emit = emit
         self._close_timeout = close_timeout
         self._recorder = recorder
+        self._faults = faults
+        self.watch_messages = False  # a fault waits for a number of messages
+        self.stalled: dict[Direction, int] = {}  # direction -> the fault holding it back
+        self.fault_id: int | None = None  # the fault that ended the session
         self._sent_close: set[Side] = set()
         self._got_close: set[Side] = set()
         self._outcome: tuple[int, str, ClosedBy] | None = None
@@ -81,6 +89,7 @@ class Relay:
         self._unclean = False  # a leg ended without a close reply we saw
         self._finished = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Future] = set()
 
     async def run(self) -> SessionClosed:
         pumps = [
@@ -107,32 +116,71 @@ class Relay:
             self.bytes["c2s"],
             self.bytes["s2c"],
             self.last_frame_at,
+            self.fault_id,
         )
 
-    async def close_from_proxy(self, code: int = GOING_AWAY, reason: str = "") -> None:
-        """Close both legs with a close frame of our own (shutdown, faults)."""
+    async def close_from_proxy(
+        self, code: int = GOING_AWAY, reason: str = "", *, upstream_code: int | None = None
+    ) -> None:
+        """Close both legs with close frames of our own (shutdown, faults)."""
         if self._outcome is None:
             self._set_outcome(code, reason, "proxy")
-        for side in (CLIENT, SERVER):
-            await self._send_close(side, code, reason, record=True)
+        await self._send_close(CLIENT, code, reason, record=True)
+        if upstream_code is None:
+            await self._send_close(SERVER, code, reason, record=True)
+        else:
+            await self._send_close(SERVER, upstream_code, "sentinel-ws fault", record=True)
         self._check_complete()
         await self._finished.wait()
+
+    # -- faults act through these -----------------------------------------------
+
+    def inject_close(self, code: int, reason: str, fault_id: int | None) -> None:
+        """As a server crash looks to a browser: the client gets `code`, the upstream 1001."""
+        if self._outcome is None:
+            self.fault_id = fault_id
+        self.stalled.clear()
+        task = asyncio.ensure_future(self.close_from_proxy(code, reason, upstream_code=GOING_AWAY))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def inject_abort(self, fault_id: int | None) -> None:
+        """Both TCP connections cut with no close frame: each side sees 1006."""
+        if self._finished.is_set():
+            return
+        if self._outcome is None:
+            self.fault_id = fault_id
+            self._set_outcome(ABNORMAL, "", "proxy")
+        self._clean = False
+        self._finished.set()
+
+    def stall(self, direction: str, fault_id: int) -> None:
+        """Stop forwarding in a direction, TCP left open: a stale connection."""
+        for d in ("c2s", "s2c"):
+            if direction in ("both", d):
+                self.stalled[d] = fault_id  # type: ignore[index]
 
     async def _pump(self, side: Side) -> None:
         source = self._ws[side]
         sink = self._ws[_OTHER[side]]
         direction = _FROM[side]
-        emit, sid, recorder = self._emit, self.session_id, self._recorder
+        emit, sid, recorder, faults = self._emit, self.session_id, self._recorder, self._faults
         while True:
             msg = await source.receive()
             opcode = _OPCODES.get(msg.type)
             if opcode is not None:
                 data: bytes = msg.data
                 now = time.time()
-                emit(Frame(sid, now, direction, opcode, data))  # type: ignore[arg-type]
+                if faults is not None and (faults.message_faults or self.stalled):
+                    if await self._faulted(direction, opcode, data, now):
+                        continue
+                else:
+                    emit(Frame(sid, now, direction, opcode, data))  # type: ignore[arg-type]
                 self.frames[direction] += 1
                 self.bytes[direction] += len(data)
                 self.last_activity = self.last_frame_at = now
+                if self.watch_messages and faults is not None:
+                    faults.on_message(self)
                 if _OTHER[side] not in self._sent_close:
                     try:
                         await sink.send_frame(data, msg.type)
@@ -148,6 +196,33 @@ class Relay:
             else:
                 self._on_lost(side)
             return
+
+    async def _faulted(self, direction: Direction, opcode: str, data: bytes, now: float) -> bool:
+        """Record the frame as a fault touched it; True when it must not be forwarded."""
+        stalled_by = self.stalled.get(direction)
+        if stalled_by is not None:
+            frame = Frame(self.session_id, now, direction, opcode, data)  # type: ignore[arg-type]
+            self._emit(frame._replace(fault_id=stalled_by, fault_action="stalled"))
+            self._count(direction, data, now)
+            return True
+        decision = self._faults.on_frame(self, direction, data) if self._faults else None
+        if decision is None:
+            self._emit(Frame(self.session_id, now, direction, opcode, data))  # type: ignore[arg-type]
+            return False
+        action, fault_id, delay = decision
+        kind = "dropped" if action == "drop" else "delayed"
+        frame = Frame(self.session_id, now, direction, opcode, data)  # type: ignore[arg-type]
+        self._emit(frame._replace(fault_id=fault_id, fault_action=kind))
+        if action == "drop":
+            self._count(direction, data, now)
+            return True
+        await asyncio.sleep(delay)  # later frames wait behind it, as on a slow link
+        return False
+
+    def _count(self, direction: Direction, data: bytes, now: float) -> None:
+        self.frames[direction] += 1
+        self.bytes[direction] += len(data)
+        self.last_activity = self.last_frame_at = now
 
     async def _on_close(self, side: Side, raw_code: int, reason: str) -> None:
         code = raw_code or NO_STATUS
@@ -220,6 +295,8 @@ class Relay:
     def _teardown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        for task in self._tasks:
+            task.cancel()
         # The server side of a WebSocket closes TCP first (RFC 6455 section 7.1.1);
         # after an abrupt loss this is also how the loss reaches the other side.
         self._upstream.drop()

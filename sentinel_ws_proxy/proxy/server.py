@@ -12,6 +12,8 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from sentinel_ws_proxy.events import Event, SessionClosed, SessionOpened
+from sentinel_ws_proxy.faults.engine import FaultEngine
+from sentinel_ws_proxy.faults.spec import FaultSpec
 from sentinel_ws_proxy.proxy import admin
 from sentinel_ws_proxy.proxy.config import ProxyConfig
 from sentinel_ws_proxy.proxy.headers import forwarded_request_headers, relayed_response_headers
@@ -64,13 +66,14 @@ class Proxy:
         self._handlers = handlers
         first = recorder.first_session_id if recorder is not None else 1
         self._session_ids = itertools.count(first)
+        self.faults = FaultEngine(self.emit, recorder.first_fault_id if recorder is not None else 1)
 
     def emit(self, event: Event) -> None:
         for handle in self._handlers:
             handle(event)
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[admin.guard(self.config.admin_token)])
         app.add_routes(admin.routes(self))
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
@@ -96,6 +99,9 @@ class Proxy:
         probe = web.WebSocketResponse()
         if not probe.can_prepare(request).ok:
             return self._refuse(opened, 400, "invalid WebSocket handshake from the client")
+        fault = self.faults.on_handshake(session_id, rel.path, request.remote or "")
+        if fault is not None:
+            return self._inject_rejection(opened, fault.id, fault.spec)
 
         protocols = [
             p.strip()
@@ -149,11 +155,14 @@ class Proxy:
             self.emit,
             close_timeout=self.config.close_timeout,
             recorder=self.recorder,
+            faults=self.faults,
         )
         self.relays[session_id] = relay
+        self.faults.attach(relay)
         try:
             closed = await relay.run()
         finally:
+            self.faults.detach(relay)
             del self.relays[session_id]
         self.emit(closed)
         return client_ws
@@ -174,6 +183,23 @@ class Proxy:
             reason=rejected.reason or None,
             headers=relayed_response_headers(rejected.headers, websocket=False),
             body=rejected.body,
+        )
+
+    def _inject_rejection(self, opened: dict, fault_id: int, spec: FaultSpec) -> web.Response:
+        error = f"refused by fault {fault_id} ({spec.text})"
+        self.emit(
+            SessionOpened(**opened, handshake_status=spec.status, error=error, fault_id=fault_id)
+        )
+        self.emit(
+            SessionClosed(
+                opened["session_id"], time.time(), None, None, "proxy", False, fault_id=fault_id
+            )
+        )
+        headers = {"Retry-After": str(spec.retry_after)} if spec.retry_after is not None else {}
+        return web.json_response(
+            {"detail": f"sentinel-ws fault {fault_id}: {spec.text}"},
+            status=spec.status,
+            headers=headers,
         )
 
     def _refuse(
@@ -224,6 +250,8 @@ class ProxyServer:
             raise
         self.port = sock.getsockname()[1]
         self.proxy = Proxy(config, recorder=self.recorder, sinks=self.sinks)
+        for spec in config.faults:
+            self.proxy.faults.add(spec)
         self._runner = web.AppRunner(
             self.proxy.make_app(), access_log=None, shutdown_timeout=config.close_timeout
         )

@@ -19,7 +19,7 @@ from sentinel_ws_proxy.recording.schema import RecordingError, open_read_only
 _SUMMARY_COLUMNS = (
     "id, run_id, started_at, ended_at, client_addr, path, handshake_status, error, close_code,"
     " close_reason, closed_by, clean, frames_c2s, frames_s2c, last_frame_at, user_agent,"
-    " cookie_hash"
+    " cookie_hash, fault_id"
 )
 
 
@@ -43,6 +43,7 @@ def _summary(row: Sequence[Any]) -> SessionSummary:
         last_frame_at=row[14],
         user_agent=row[15],
         cookie_hash=row[16],
+        fault_id=row[17],
     )
 
 

@@ -52,6 +52,7 @@ TABLES: dict[str, dict[str, type]] = {
         "user_agent": str,
         "origin": str,
         "cookie_hash": str,
+        "fault_id": int,
     },
     "frames": {
         "id": int,
@@ -64,6 +65,8 @@ TABLES: dict[str, dict[str, type]] = {
         "truncated": int,
         "close_code": int,
         "close_reason": str,
+        "fault_id": int,
+        "fault_action": str,
     },
     "http_requests": {
         "id": int,
@@ -77,6 +80,15 @@ TABLES: dict[str, dict[str, type]] = {
         "duration_ms": float,
         "error": str,
     },
+    "faults": {"id": int, "run_id": int, "spec": str, "created_at": float, "removed_at": float},
+    "fault_events": {
+        "id": int,
+        "fault_id": int,
+        "session_id": int,
+        "ts": float,
+        "action": str,
+        "detail": str,
+    },
 }
 
 PRIMARY_KEYS = {"meta": "key"}
@@ -84,11 +96,14 @@ FOREIGN_KEYS = {
     "sessions": [("run_id", "runs", "id")],
     "frames": [("session_id", "sessions", "id")],
     "http_requests": [("run_id", "runs", "id")],
+    "faults": [("run_id", "runs", "id")],
+    "fault_events": [("fault_id", "faults", "id")],
 }
 INDEXES: dict[str, list[list[str]]] = {
     "sessions": [["started_at"], ["close_code"], ["path"], ["client_addr"], ["run_id"]],
     "frames": [["session_id", "ts"]],
     "http_requests": [["ts"]],
+    "fault_events": [["fault_id"], ["session_id"]],
 }
 
 
@@ -131,6 +146,12 @@ def create_schema(db: sqlite_utils.Database) -> None:
                 pk=PRIMARY_KEYS.get(name, "id"),
                 foreign_keys=FOREIGN_KEYS.get(name),
             )
+        else:
+            # Additive changes reach older files: new columns are added, never altered.
+            present = set(table.columns_dict)
+            for column, kind in columns.items():
+                if column not in present:
+                    table.add_column(column, kind)
         for index in INDEXES.get(name, []):
             table.create_index(index, if_not_exists=True)
     db.execute(
@@ -149,11 +170,10 @@ def open_database(path: Path, *, create: bool) -> sqlite_utils.Database:
         db = sqlite_utils.Database(sqlite3.connect(path, timeout=5.0))
     except (OSError, sqlite3.Error) as exc:
         raise RecordingError(f"cannot open {path} for writing: {exc}") from None
-    version = check_recording(db, path)
+    check_recording(db, path)
     try:
         db.execute("PRAGMA journal_mode=WAL")
-        if version is None or version < SCHEMA_VERSION:
-            create_schema(db)
+        create_schema(db)
     except sqlite3.Error as exc:
         db.close()
         raise RecordingError(f"cannot write to {path}: {exc}") from None

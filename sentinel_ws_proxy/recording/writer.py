@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sentinel_ws_proxy import __version__
-from sentinel_ws_proxy.events import Event, Frame, HttpRequest, SessionClosed, SessionOpened
+from sentinel_ws_proxy.events import (
+    Event,
+    FaultAdded,
+    FaultFired,
+    FaultRemoved,
+    Frame,
+    HttpRequest,
+    SessionClosed,
+    SessionOpened,
+)
 from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
 from sentinel_ws_proxy.recording.schema import RecordingError, open_database
 
@@ -40,11 +49,11 @@ _STOP = object()
 _INSERT_SESSION = (
     "INSERT INTO sessions (id, run_id, started_at, client_addr, path, query, upstream_url,"
     " request_headers, handshake_status, response_headers, handshake_body, subprotocol, error,"
-    " user_agent, origin, cookie_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " user_agent, origin, cookie_hash, fault_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_FRAME = (
     "INSERT INTO frames (session_id, ts, direction, opcode, size, payload, truncated,"
-    " close_code, close_reason) VALUES (?,?,?,?,?,?,?,?,?)"
+    " close_code, close_reason, fault_id, fault_action) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_HTTP = (
     "INSERT INTO http_requests (run_id, ts, client_addr, method, path, query, status,"
@@ -52,7 +61,13 @@ _INSERT_HTTP = (
 )
 _CLOSE_SESSION = (
     "UPDATE sessions SET ended_at=?, close_code=?, close_reason=?, closed_by=?, clean=?,"
-    " frames_c2s=?, frames_s2c=?, bytes_c2s=?, bytes_s2c=?, last_frame_at=? WHERE id=?"
+    " frames_c2s=?, frames_s2c=?, bytes_c2s=?, bytes_s2c=?, last_frame_at=?, fault_id=?"
+    " WHERE id=?"
+)
+_INSERT_FAULT = "INSERT INTO faults (id, run_id, spec, created_at) VALUES (?,?,?,?)"
+_REMOVE_FAULT = "UPDATE faults SET removed_at=? WHERE id=?"
+_INSERT_FAULT_EVENT = (
+    "INSERT INTO fault_events (fault_id, session_id, ts, action, detail) VALUES (?,?,?,?,?)"
 )
 
 
@@ -137,6 +152,7 @@ class RecordingWriter:
         self.upstream = upstream
         self.run_id = 0
         self.first_session_id = 1
+        self.first_fault_id = 1
         self.stats = WriterStats()
         self._salt = b""
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -170,6 +186,9 @@ class RecordingWriter:
             db.conn.commit()
             self.first_session_id = (
                 db.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0] + 1
+            )
+            self.first_fault_id = (
+                db.execute("SELECT coalesce(max(id), 0) FROM faults").fetchone()[0] + 1
             )
         except sqlite3.Error as exc:
             raise RecordingError(f"cannot write to {self.path}: {exc}") from None
@@ -274,6 +293,9 @@ class RecordingWriter:
                     conn.executemany(_INSERT_FRAME, rows["frames"])
                     conn.executemany(_INSERT_HTTP, rows["http"])
                     conn.executemany(_CLOSE_SESSION, rows["closes"])
+                    conn.executemany(_INSERT_FAULT, rows["faults"])
+                    conn.executemany(_INSERT_FAULT_EVENT, rows["fault_events"])
+                    conn.executemany(_REMOVE_FAULT, rows["removed"])
                 break
             except sqlite3.Error as exc:
                 self.stats.errors += 1
@@ -306,6 +328,9 @@ class RecordingWriter:
             "frames": [],
             "http": [],
             "closes": [],
+            "faults": [],
+            "fault_events": [],
+            "removed": [],
         }
         for event in batch:
             if isinstance(event, Frame):
@@ -316,6 +341,12 @@ class RecordingWriter:
                 rows["closes"].append(self._close_row(event))
             elif isinstance(event, HttpRequest):
                 rows["http"].append(self._http_row(event))
+            elif isinstance(event, FaultFired):
+                rows["fault_events"].append(tuple(event))
+            elif isinstance(event, FaultAdded):
+                rows["faults"].append((event.fault_id, self.run_id, event.spec, event.ts))
+            elif isinstance(event, FaultRemoved):
+                rows["removed"].append((event.ts, event.fault_id))
         return rows
 
     def _frame_row(self, f: Frame) -> tuple[object, ...]:
@@ -330,6 +361,8 @@ class RecordingWriter:
             int(truncated),
             f.close_code,
             f.close_reason,
+            f.fault_id,
+            f.fault_action,
         )
 
     def _session_row(self, s: SessionOpened) -> tuple[object, ...]:
@@ -352,6 +385,7 @@ class RecordingWriter:
             _header(s.request_headers, "user-agent"),
             _header(s.request_headers, "origin"),
             client_fingerprint(self._salt, _header(s.request_headers, "cookie")),
+            s.fault_id,
         )
 
     @staticmethod
@@ -367,6 +401,7 @@ class RecordingWriter:
             c.bytes_c2s,
             c.bytes_s2c,
             c.last_frame_at,
+            c.fault_id,
             c.session_id,
         )
 

@@ -1,0 +1,150 @@
+"""sentinel-ws fault: control a running proxy's faults through its /_sentinel/ API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+from sentinel_ws_proxy.cli.app import cli, console, fail, json_option, print_json
+from sentinel_ws_proxy.faults.spec import FaultSpecError, parse_spec
+from sentinel_ws_proxy.proxy.config import DEFAULT_LISTEN
+
+proxy_option = click.option(
+    "--proxy",
+    "proxy_url",
+    default=f"http://{DEFAULT_LISTEN}",
+    show_default=True,
+    help="The running proxy.",
+)
+token_option = click.option(
+    "--token", envvar="SENTINEL_WS_ADMIN_TOKEN", help="The proxy's --admin-token, if it has one."
+)
+
+
+def call(proxy_url: str, token: str | None, method: str, path: str, body: str | None = None) -> Any:
+    """One request to the admin API; a plain error for anything that goes wrong."""
+    request = urllib.request.Request(
+        proxy_url.rstrip("/") + "/_sentinel" + path,
+        method=method,
+        data=None if body is None else body.encode(),
+        headers={"Content-Type": "text/plain"}
+        | ({"Authorization": f"Bearer {token}"} if token else {}),
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        fail(f"{proxy_url}: {message}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        fail(f"cannot reach the proxy at {proxy_url} ({reason}); is sentinel-ws proxy running?")
+
+
+@cli.group()
+def fault() -> None:
+    """Inject faults into a running proxy: prove the frontend's reconnection logic.
+
+    \b
+    Specs (the same as proxy --fault):
+      close code=1011 reason=TEXT     client gets that close, upstream 1001
+      abort                           both TCP connections cut, no close frame
+      stall dir=s2c then=close hold=10s   stop forwarding, TCP left open
+      latency ms=200 jitter=50 dir=both
+      drop dir=both probability=0.5 match=TEXT
+      reject status=503 retry_after=5
+    Scope: path=GLOB client=ADDR. Triggers: after=10s every=30s
+    after_messages=N probability=P count=N duration=60s seed=N.
+    """
+
+
+@fault.command("add")
+@click.argument("spec", nargs=-1, required=True)
+@proxy_option
+@token_option
+@json_option
+def add(spec: tuple[str, ...], proxy_url: str, token: str | None, as_json: bool) -> None:
+    """Add a fault: sentinel-ws fault add close code=1011 after=5s"""
+    text = " ".join(spec)
+    try:
+        parse_spec(text)  # a malformed spec fails here, with the same message as the proxy's
+    except FaultSpecError as exc:
+        fail(str(exc))
+    added = call(proxy_url, token, "POST", "/faults", text)
+    if as_json:
+        print_json(added)
+    else:
+        click.echo(f"fault {added['id']} added: {added['spec']}")
+
+
+@fault.command("list")
+@proxy_option
+@token_option
+@json_option
+def list_(proxy_url: str, token: str | None, as_json: bool) -> None:
+    """List the faults, with how often each fired."""
+    faults = call(proxy_url, token, "GET", "/faults")["faults"]
+    if as_json:
+        print_json(faults)
+        return
+    if not faults:
+        click.echo("no faults")
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("id", "spec", "fired", "active"):
+        table.add_column(column)
+    for f in faults:
+        table.add_row(str(f["id"]), f["spec"], str(f["fired"]), "yes" if f["active"] else "no")
+    console().print(table)
+
+
+@fault.command("remove")
+@click.argument("fault_id", type=int)
+@proxy_option
+@token_option
+def remove(fault_id: int, proxy_url: str, token: str | None) -> None:
+    """Remove one fault."""
+    call(proxy_url, token, "DELETE", f"/faults/{fault_id}")
+    click.echo(f"fault {fault_id} removed")
+
+
+@fault.command("clear")
+@proxy_option
+@token_option
+def clear(proxy_url: str, token: str | None) -> None:
+    """Remove every fault."""
+    removed = call(proxy_url, token, "POST", "/faults/reset", "")["removed"]
+    click.echo(f"{removed} fault(s) removed")
+
+
+def _act(action: str):
+    @fault.command(action)
+    @click.argument("session_id", type=int)
+    @click.argument("settings", nargs=-1)
+    @proxy_option
+    @token_option
+    def command(session_id: int, settings: tuple[str, ...], proxy_url: str, token: str | None):
+        query = "&".join(urllib.request.quote(s, safe="=") for s in settings)
+        path = f"/connections/{session_id}/{action}" + (f"?{query}" if query else "")
+        done = call(proxy_url, token, "POST", path, "")
+        click.echo(f"session {session_id}: {action} (fault {done['fault']})")
+
+    command.__doc__ = {
+        "close": "Close one live session now (code=1011 reason=... allowed).",
+        "abort": "Cut one live session's TCP connections now, with no close frame.",
+        "stall": "Stall one live session now (dir=s2c then=close hold=10s allowed).",
+    }[action]
+    return command
+
+
+for _action in ("close", "abort", "stall"):
+    _act(_action)

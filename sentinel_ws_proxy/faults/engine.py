@@ -1,0 +1,260 @@
+"""Faults in action: which connections and frames a fault touches, and when.
+
+The engine is a plug-in of the proxy (as toxiproxy's toxics are of its
+links): the relay asks it once per connection (`attach`), per handshake
+(`on_handshake`) and, only while message faults exist, per frame
+(`on_frame`). Every firing is reported as an event, so it is recorded.
+
+Timing, per connection: a connection fault (close, abort, stall) fires
+`after` seconds after the connection opened (or once `after_messages`
+messages went through), then again every `every` seconds while the
+connection lives. `probability` is drawn once per connection for those, per
+message for drop and latency. `count` caps the firings in total, `duration`
+removes the fault after that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import itertools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sentinel_ws_proxy.events import Event, FaultAdded, FaultFired, FaultRemoved
+from sentinel_ws_proxy.faults.spec import FaultSpec
+
+if TYPE_CHECKING:
+    from sentinel_ws_proxy.proxy.relay import Relay
+
+CONNECTION_ACTIONS = ("close", "abort", "stall")
+
+
+@dataclass
+class Fault:
+    id: int
+    spec: FaultSpec
+    created_at: float
+    rng: random.Random
+    fired: int = 0
+    removed_at: float | None = None
+
+    def live(self, now: float) -> bool:
+        s = self.spec
+        if self.removed_at is not None:
+            return False
+        if s.count is not None and self.fired >= s.count:
+            return False
+        return s.duration is None or now < self.created_at + s.duration
+
+    def scope(self, path: str, client: str) -> bool:
+        s = self.spec
+        return (s.path is None or fnmatch.fnmatchcase(path, s.path)) and (
+            s.client is None or s.client == client
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "spec": self.spec.text,
+            "action": self.spec.action,
+            "settings": self.spec.as_dict(),
+            "created_at": self.created_at,
+            "fired": self.fired,
+            "active": self.live(time.time()),
+        }
+
+
+@dataclass
+class Attachment:
+    """A connection's share of the engine's attention."""
+
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    message_triggers: list[Fault] = field(default_factory=list)
+    chosen: set[int] = field(default_factory=set)  # connection faults that won the draw
+
+
+class FaultEngine:
+    def __init__(self, emit: Callable[[Event], None], first_id: int = 1):
+        self._emit = emit
+        self._ids = itertools.count(first_id)
+        self.faults: dict[int, Fault] = {}
+        self.message_faults: list[Fault] = []  # latency and drop, checked per frame
+        self._relays: dict[int, Relay] = {}
+        self._attached: dict[int, Attachment] = {}
+
+    # -- managing faults ------------------------------------------------------
+
+    def add(self, spec: FaultSpec) -> Fault:
+        now = time.time()
+        fault = Fault(next(self._ids), spec, now, random.Random(spec.seed))
+        self.faults[fault.id] = fault
+        if spec.per_message:
+            self.message_faults.append(fault)
+        self._emit(FaultAdded(fault.id, now, spec.text))
+        if spec.duration is not None:
+            asyncio.get_running_loop().call_later(spec.duration, self.remove, fault.id)
+        if spec.action in CONNECTION_ACTIONS:
+            for relay in list(self._relays.values()):
+                self._arm(fault, relay, self._attached[relay.session_id])
+        return fault
+
+    def act(self, relay: Relay, spec: FaultSpec) -> Fault:
+        """Apply a connection fault to one live connection, once, now."""
+        now = time.time()
+        fault = Fault(next(self._ids), spec, now, random.Random(spec.seed))
+        self.faults[fault.id] = fault
+        self._emit(FaultAdded(fault.id, now, f"{spec.text} (session {relay.session_id})"))
+        attachment = self._attached.get(relay.session_id, Attachment())
+        self._strike(fault, relay, attachment)
+        # One-off: gone from the list at once, while a stall it began goes on.
+        self.remove(fault.id)
+        return fault
+
+    def remove(self, fault_id: int) -> bool:
+        fault = self.faults.pop(fault_id, None)
+        if fault is None:
+            return False
+        fault.removed_at = time.time()
+        if fault in self.message_faults:
+            self.message_faults.remove(fault)
+        self._emit(FaultRemoved(fault_id, fault.removed_at))
+        return True
+
+    def clear(self) -> int:
+        ids = list(self.faults)
+        for fault_id in ids:
+            self.remove(fault_id)
+        return len(ids)
+
+    def listing(self) -> list[dict[str, Any]]:
+        return [f.as_json() for f in self.faults.values()]
+
+    def fire(self, fault: Fault, session_id: int | None, action: str, detail: str = "") -> None:
+        fault.fired += 1
+        self._emit(FaultFired(fault.id, session_id, time.time(), action, detail))
+
+    # -- handshakes -------------------------------------------------------------
+
+    def on_handshake(self, session_id: int, path: str, client: str) -> Fault | None:
+        """A reject fault that answers this handshake instead of the upstream, if any."""
+        now = time.time()
+        for fault in list(self.faults.values()):
+            s = fault.spec
+            if s.action != "reject" or not fault.live(now) or not fault.scope(path, client):
+                continue
+            if fault.rng.random() < s.probability:
+                self.fire(fault, session_id, "reject", f"answered {s.status}")
+                return fault
+        return None
+
+    # -- connections ----------------------------------------------------------------
+
+    def attach(self, relay: Relay) -> None:
+        attachment = Attachment()
+        self._relays[relay.session_id] = relay
+        self._attached[relay.session_id] = attachment
+        for fault in list(self.faults.values()):
+            if fault.spec.action in CONNECTION_ACTIONS:
+                self._arm(fault, relay, attachment)
+
+    def detach(self, relay: Relay) -> None:
+        self._relays.pop(relay.session_id, None)
+        attachment = self._attached.pop(relay.session_id, None)
+        if attachment is not None:
+            for timer in attachment.timers:
+                timer.cancel()
+
+    def _arm(self, fault: Fault, relay: Relay, attachment: Attachment) -> None:
+        s = fault.spec
+        if not fault.live(time.time()) or not fault.scope(relay.path, relay.client_addr):
+            return
+        if fault.rng.random() >= s.probability:
+            return  # this connection was spared
+        attachment.chosen.add(fault.id)
+        if s.after_messages is not None:
+            attachment.message_triggers.append(fault)
+            relay.watch_messages = True
+            return
+        delay = max(0.0, relay.opened_at + s.after - time.time())
+        self._schedule(fault, relay, attachment, delay)
+
+    def _schedule(self, fault: Fault, relay: Relay, attachment: Attachment, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        attachment.timers.append(loop.call_later(delay, self._strike, fault, relay, attachment))
+
+    def _strike(self, fault: Fault, relay: Relay, attachment: Attachment) -> None:
+        if relay.session_id not in self._relays or not fault.live(time.time()):
+            return
+        s = fault.spec
+        if s.action == "close":
+            self.fire(fault, relay.session_id, "close", f"client {s.code}, upstream 1001")
+            relay.inject_close(s.code, s.reason, fault.id)
+        elif s.action == "abort":
+            self.fire(fault, relay.session_id, "abort", "both connections cut")
+            relay.inject_abort(fault.id)
+        else:
+            self.fire(fault, relay.session_id, "stall", f"dir={s.dir}")
+            relay.stall(s.dir, fault.id)
+            if s.then is not None:
+                loop = asyncio.get_running_loop()
+                attachment.timers.append(loop.call_later(s.hold, self._then, fault, relay))
+        if s.every is not None and s.action == "stall":
+            self._schedule(fault, relay, attachment, s.every)
+
+    def _then(self, fault: Fault, relay: Relay) -> None:
+        if relay.session_id not in self._relays:
+            return
+        s = fault.spec
+        if s.then == "close":
+            self.fire(fault, relay.session_id, "close", f"after a {s.hold:g} s stall")
+            relay.inject_close(s.code, s.reason, fault.id)
+        else:
+            self.fire(fault, relay.session_id, "abort", f"after a {s.hold:g} s stall")
+            relay.inject_abort(fault.id)
+
+    def on_message(self, relay: Relay) -> None:
+        """Count-based triggers: called per frame only on connections that have one."""
+        attachment = self._attached.get(relay.session_id)
+        if attachment is None:
+            return
+        seen = relay.frames["c2s"] + relay.frames["s2c"]
+        for fault in list(attachment.message_triggers):
+            if seen >= (fault.spec.after_messages or 0):
+                attachment.message_triggers.remove(fault)
+                self._strike(fault, relay, attachment)
+
+    # -- frames ------------------------------------------------------------------------
+
+    def on_frame(
+        self, relay: Relay, direction: str, payload: bytes
+    ) -> tuple[str, int, float] | None:
+        """('drop', fault id, 0) or ('delay', fault id, seconds) for this frame, or None."""
+        now = time.time()
+        delay, delayed_by = 0.0, None
+        for fault in self.message_faults:
+            s = fault.spec
+            if not s.applies_to(direction) or not fault.live(now):
+                continue
+            if not fault.scope(relay.path, relay.client_addr) or now < relay.opened_at + s.after:
+                continue
+            seen = relay.frames["c2s"] + relay.frames["s2c"]
+            if s.after_messages is not None and seen < s.after_messages:
+                continue
+            if s.action == "drop":
+                if s.match is not None and s.match.encode() not in payload:
+                    continue
+                if fault.rng.random() < s.probability:
+                    self.fire(fault, relay.session_id, "drop", f"{direction}, {len(payload)} bytes")
+                    return "drop", fault.id, 0.0
+            elif fault.rng.random() < s.probability:
+                extra = (s.ms + fault.rng.uniform(-s.jitter, s.jitter)) / 1000
+                if extra > 0:
+                    self.fire(
+                        fault, relay.session_id, "delay", f"{direction}, {extra * 1000:.0f} ms"
+                    )
+                    delay, delayed_by = delay + extra, fault.id
+        return ("delay", delayed_by, delay) if delayed_by is not None else None
