@@ -270,7 +270,7 @@ async def test_a_stuck_disk_slows_the_relay_instead_of_growing_memory(echo_upstr
     async with running_proxy(
         echo_upstream, db, backlog_high=64 * 1024, backlog_low=16 * 1024
     ) as proxy:
-        blocker = sqlite3.connect(db, timeout=0)
+        blocker = sqlite3.connect(db, timeout=10)  # waits out a commit in progress
         blocker.execute("BEGIN IMMEDIATE")  # the writer thread now waits for the lock
         ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
         payload = b"x" * 4096
