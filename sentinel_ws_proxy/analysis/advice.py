@@ -48,7 +48,8 @@ ADVICE: dict[str, Advice] = {
         ),
         (
             "Implement reconnection with backoff in the frontend and check it runs after 1001 "
-            "and after a drop without a close frame (1006).",
+            "and after a drop without a close frame (1006): sentinel-ws fault close/abort "
+            "proves it.",
             "Have the server remove the connection from its connection manager at once, so it "
             "does not keep sending to a dead socket.",
         ),
@@ -63,7 +64,8 @@ ADVICE: dict[str, Advice] = {
         (
             "Check server logs at the recorded time for crashes or restarts.",
             "Check that the server's connection manager removes a connection when a send "
-            "to it fails, instead of keeping a stale one.",
+            "to it fails, instead of keeping a stale one (sentinel-ws health --fix tries its "
+            "WebSocket restart endpoint).",
             "Validate connection state before sending and prune closed connections.",
         ),
     ),
@@ -73,7 +75,8 @@ ADVICE: dict[str, Advice] = {
         (
             "Check server logs for the traceback at the recorded time.",
             "Look at the frames just before the close (sentinel-ws show ID --payloads) for "
-            "the message that set it off.",
+            "the message that set it off; reproduce it with sentinel-ws test --db PATH "
+            "--session ID against a test server, or offline with sentinel-ws replay.",
         ),
     ),
     "not_found": Advice(
@@ -81,7 +84,8 @@ ADVICE: dict[str, Advice] = {
         ("The frontend uses a path the server does not serve (prefix, trailing slash, typo).",),
         (
             "Compare the path with the server's routes (Sentinel serves ws/mission-updates).",
-            "Try the path with and without a leading or trailing slash.",
+            "sentinel-ws health --fix tries the path with and without slashes and the "
+            "common WebSocket paths.",
         ),
     ),
     "upstream_unreachable": Advice(

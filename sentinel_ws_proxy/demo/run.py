@@ -120,6 +120,9 @@ def print_demo_report(console: Console, result: DemoResult, db: Path) -> None:
         (f"sentinel-ws failures --db {db} --json", "the same report for scripts"),
         (f'sentinel-ws sql "SELECT * FROM sessions" --db {db}', "your own questions"),
         (f"sentinel-ws export {navigation} --db {db} -o navigation.har", "open in DevTools"),
+        (f"sentinel-ws replay --db {db} --session {navigation}", "a stand-in server for it"),
+        (f"sentinel-ws health --db {db}", "OK / WARNING / CRITICAL, as a CI gate"),
+        (f"sentinel-ws monitor --db {db} --replay --speed 5", "watch it again"),
         ("sentinel-ws demo --serve", "the demo app in your browser, through the proxy"),
     ):
         console.print(f"  {command:<68} [dim]# {what}[/dim]")
