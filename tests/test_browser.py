@@ -7,6 +7,7 @@ unless SENTINEL_REQUIRE_BROWSER=1 (as .ci/run sets), where that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -55,10 +56,10 @@ def async_playwright():
 OPEN = "document.body.dataset.socket === 'open'"
 
 
-@pytest.mark.timeout(90)
-async def test_navigation_in_a_real_browser_is_recorded_and_classified(tmp_path, async_playwright):
+@contextlib.asynccontextmanager
+async def demo_in_a_browser(db, async_playwright):
+    """The demo server, the proxy in front of it, and a Chromium page: (proxy, page)."""
     executable = chromium_path()
-    db = tmp_path / "browser.db"
     runner, _backend, port = await start_demo_server(Behaviour())
     try:
         async with (
@@ -73,19 +74,29 @@ async def test_navigation_in_a_real_browser_is_recorded_and_classified(tmp_path,
                 page.set_default_timeout(15_000)
                 await page.goto(proxy.url + "/")
                 await page.wait_for_function(OPEN)
-                first_connection = await page.evaluate("document.body.dataset.connectionId")
-                await page.click("a[href='/missions/1']")
-                await page.wait_for_url("**/missions/1")
-                await page.wait_for_function(OPEN)
-                await page.wait_for_function(
-                    f"document.body.dataset.connectionId && "
-                    f"document.body.dataset.connectionId !== {json.dumps(first_connection)}"
-                )
+                yield proxy, page
             finally:
                 await browser.close()
             await proxy.stop_once()
     finally:
         await runner.cleanup()
+
+
+async def wait_for_new_connection(page, before: str) -> None:
+    await page.wait_for_function(
+        f"document.body.dataset.socket === 'open' && "
+        f"document.body.dataset.connectionId !== {json.dumps(before)}"
+    )
+
+
+@pytest.mark.timeout(90)
+async def test_navigation_in_a_real_browser_is_recorded_and_classified(tmp_path, async_playwright):
+    db = tmp_path / "browser.db"
+    async with demo_in_a_browser(db, async_playwright) as (_proxy, page):
+        first_connection = await page.evaluate("document.body.dataset.connectionId")
+        await page.click("a[href='/missions/1']")
+        await page.wait_for_url("**/missions/1")
+        await wait_for_new_connection(page, first_connection)
 
     sessions = rows(db, "SELECT * FROM sessions ORDER BY id")
     assert len(sessions) == 2, [dict(s) for s in sessions]
@@ -117,39 +128,18 @@ async def test_demo_frontend_recovers_from_an_injected_crash(tmp_path, async_pla
     """A 1011 injected by the proxy: the page's own reconnection logic brings it back."""
     import aiohttp
 
-    executable = chromium_path()
     db = tmp_path / "browser.db"
-    runner, _backend, port = await start_demo_server(Behaviour())
-    try:
-        async with (
-            running_proxy(f"http://127.0.0.1:{port}", db) as proxy,
-            async_playwright() as playwright,
-            aiohttp.ClientSession() as http,
-        ):
-            browser = await playwright.chromium.launch(
-                executable_path=executable, args=CHROMIUM_FLAGS, timeout=30_000
-            )
-            try:
-                page = await browser.new_page()
-                page.set_default_timeout(15_000)
-                await page.goto(proxy.url + "/")
-                await page.wait_for_function(OPEN)
-                first_connection = await page.evaluate("document.body.dataset.connectionId")
-                (session_id,) = proxy.proxy.relays
-                crash = f"{proxy.url}/_sentinel/connections/{session_id}/close?code=1011"
-                async with http.post(crash) as response:
-                    assert response.status == 202
-                await page.wait_for_function(
-                    f"document.body.dataset.socket === 'open' && "
-                    f"document.body.dataset.connectionId !== {json.dumps(first_connection)}"
-                )
-                status = await page.text_content("#socket-status")
-                assert status == "connected"
-            finally:
-                await browser.close()
-            await proxy.stop_once()
-    finally:
-        await runner.cleanup()
+    async with (
+        demo_in_a_browser(db, async_playwright) as (proxy, page),
+        aiohttp.ClientSession() as http,
+    ):
+        first_connection = await page.evaluate("document.body.dataset.connectionId")
+        (session_id,) = proxy.proxy.relays
+        crash = f"{proxy.url}/_sentinel/connections/{session_id}/close?code=1011"
+        async with http.post(crash) as response:
+            assert response.status == 202
+        await wait_for_new_connection(page, first_connection)
+        assert await page.text_content("#socket-status") == "connected"
 
     first = rows(db, "SELECT * FROM sessions ORDER BY id")[0]
     assert (first["close_code"], first["closed_by"], first["fault_id"]) == (1011, "proxy", 1)

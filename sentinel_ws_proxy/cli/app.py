@@ -73,6 +73,14 @@ window_options = [
 ]
 
 
+# The Sentinel tools' target: test, health and monitor share it.
+target_options = [
+    click.option("--host", default="localhost", show_default=True),
+    click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535)),
+    click.option("--path", default="ws/mission-updates", show_default=True),
+]
+
+
 def with_options(options):
     def decorate(f):
         for option in reversed(options):

@@ -18,16 +18,11 @@ from sentinel_ws_proxy.cli.app import (
     open_recording,
     print_json,
     since_option,
+    target_options,
     window_options,
     with_options,
 )
 from sentinel_ws_proxy.render import health_report
-
-target_options = [
-    click.option("--host", default="localhost", show_default=True),
-    click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535)),
-    click.option("--path", default="ws/mission-updates", show_default=True),
-]
 
 
 @cli.command()

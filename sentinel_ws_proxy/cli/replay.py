@@ -15,6 +15,8 @@ from sentinel_ws_proxy.cli.app import (
     json_option,
     open_recording,
     print_json,
+    target_options,
+    with_options,
 )
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
@@ -130,9 +132,7 @@ def replay(
 
 @cli.command("test")
 @click.argument("url", required=False)
-@click.option("--host", default="localhost", show_default=True)
-@click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--path", default="ws/mission-updates", show_default=True)
+@with_options(target_options)
 @click.option("--origin", help="Send this Origin header.")
 @click.option(
     "--header", "headers", multiple=True, metavar="NAME:VALUE", help="Extra header (repeatable)."

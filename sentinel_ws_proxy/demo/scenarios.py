@@ -101,36 +101,30 @@ async def wrong_path(ctx: Context, agent: str) -> str:
     return "unexpectedly accepted"
 
 
-async def server_drop(ctx: Context, agent: str) -> str:
-    ctx.behave(mode="drop", after=0.3)
+async def misbehaved(ctx: Context, agent: str, **behaviour) -> tuple[int | None, str | None]:
+    """Connect while the server misbehaves as told; the close the client saw."""
+    before = ctx.backend.behaviour
+    ctx.behave(**behaviour)
     try:
         ws = await ctx.connect(agent)
         await recv(ws)
-        code, _ = await wait_closed(ws)
+        return await wait_closed(ws)
     finally:
-        ctx.behave(mode="normal")
+        ctx.backend.behaviour = before
+
+
+async def server_drop(ctx: Context, agent: str) -> str:
+    code, _ = await misbehaved(ctx, agent, mode="drop", after=0.3)
     return f"server vanished mid-session; the client saw {code}"
 
 
 async def server_error(ctx: Context, agent: str) -> str:
-    ctx.behave(mode="close_1011", after=0.3)
-    try:
-        ws = await ctx.connect(agent)
-        await recv(ws)
-        code, reason = await wait_closed(ws)
-    finally:
-        ctx.behave(mode="normal")
+    code, reason = await misbehaved(ctx, agent, mode="close_1011", after=0.3)
     return f"server closed with {code} {reason!r}"
 
 
 async def idle(ctx: Context, agent: str) -> str:
-    ctx.behave(idle_timeout=1.5)
-    try:
-        ws = await ctx.connect(agent)
-        await recv(ws)
-        code, reason = await wait_closed(ws)
-    finally:
-        ctx.behave(idle_timeout=300.0)
+    code, reason = await misbehaved(ctx, agent, idle_timeout=1.5)
     return f"silent for 1.5 s; server closed with {code} {reason!r}"
 
 
