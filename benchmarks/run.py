@@ -199,6 +199,17 @@ async def idle(url: str, count: int, pid: int | None) -> dict[str, float | None]
     return {"idle_rss_mb": current, "idle_peak_rss_mb": peak, "idle_alive": alive}
 
 
+async def settle(path: Path_) -> None:
+    """Let our recorder finish writing before the next measurement starts."""
+    if path.name != "sentinel":
+        return
+    for _ in range(600):
+        recording = (await asyncio.to_thread(sentinel_status, path.url))["recording"]
+        if recording["pending"] == 0 and recording["backlog_bytes"] == 0:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def measure(path: Path_, args: argparse.Namespace) -> None:
     r = path.results
     url = path.url
@@ -207,15 +218,19 @@ async def measure(path: Path_, args: argparse.Namespace) -> None:
         print(f"  {path.name}: {args.idle} idle connections…", flush=True)
         pid = path.process.pid if path.process else None
         r.update(await idle(url, args.idle, pid))
+    await settle(path)
     print(f"  {path.name}: throughput 64 B…", flush=True)
     r["msgs_per_s_64B"], n = await throughput(url, 64, args.seconds)
     path.echoed += n
+    await settle(path)
     print(f"  {path.name}: throughput 16 KiB…", flush=True)
     r["msgs_per_s_16KiB"], n = await throughput(url, 16 * 1024, args.seconds, inflight=16)
     path.echoed += n
+    await settle(path)
     print(f"  {path.name}: round trips…", flush=True)
     r["rtt_p50_us"], r["rtt_p99_us"], n = await rtt(url, args.rtt)
     path.echoed += n
+    await settle(path)
     print(f"  {path.name}: handshakes…", flush=True)
     r["handshakes_per_s"] = await handshakes(url, args.seconds)
     r["close_ms"] = await close_ms(url)

@@ -39,7 +39,7 @@ def status(proxy: Proxy) -> dict[str, Any]:
             "path": str(recorder.path),
             "run_id": recorder.run_id,
             "rows_written": recorder.stats.rows_written,
-            "pending": recorder.stats.pending,
+            "pending": recorder.queued(),
             "last_commit": iso(recorder.stats.last_commit),
             "commit_lag_ms": recorder.stats.lag_ms(),
             "backlog_bytes": recorder.backlog(),

@@ -36,8 +36,8 @@ class ProxyConfig:
     close_timeout: float = 5.0
     connect_timeout: float = 10.0
     # Payload bytes the recorder may fall behind before relays pause (see writer.py).
-    backlog_high: int = 64 * 1024 * 1024
-    backlog_low: int = 16 * 1024 * 1024
+    backlog_high: int = 32 * 1024 * 1024
+    backlog_low: int = 8 * 1024 * 1024
     faults: tuple[FaultSpec, ...] = ()
     # With a token, the /_sentinel/ API answers anyone who presents it; without
     # one, only loopback clients.

@@ -39,10 +39,11 @@ from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
 from sentinel_ws_proxy.recording.schema import RecordingError, open_database
 
 MAX_BATCH = 20_000
+LINGER = 0.05  # seconds between the first queued event and its batch's write
 # Past BACKLOG_HIGH payload bytes waiting for the disk, relays pause until it is
 # down to BACKLOG_LOW: memory stays bounded and no frame is dropped.
-BACKLOG_HIGH = 64 * 1024 * 1024
-BACKLOG_LOW = 16 * 1024 * 1024
+BACKLOG_HIGH = 32 * 1024 * 1024
+BACKLOG_LOW = 8 * 1024 * 1024
 LAG_SAMPLES = 200_000
 _STOP = object()
 
@@ -75,7 +76,6 @@ _INSERT_FAULT_EVENT = (
 class WriterStats:
     rows_written: int = 0
     batches: int = 0
-    pending: int = 0
     last_commit: float | None = None
     max_lag_ms: float = 0.0
     errors: int = 0
@@ -227,6 +227,10 @@ class RecordingWriter:
         if type(event) is Frame:
             self._queued_bytes += len(event.payload)
 
+    def queued(self) -> int:
+        """Events handed over and not yet written."""
+        return self._queue.qsize()
+
     def backlog(self) -> int:
         """Payload bytes queued but not yet written."""
         # Two counters, each written by one thread only, so no lock is needed.
@@ -273,6 +277,9 @@ class RecordingWriter:
     def _next_batch(self) -> tuple[list[Event], bool]:
         batch: list[Event] = []
         item = self._queue.get()
+        # Linger a moment so that one wake-up writes many events: waking per
+        # event would take the GIL from the relay at every message.
+        time.sleep(LINGER)
         while True:
             if item is _STOP:
                 return batch, True
@@ -319,7 +326,6 @@ class RecordingWriter:
         self._written_bytes += sum(len(e.payload) for e in batch if type(e) is Frame)
         self.stats.batches += 1
         self.stats.last_commit = now
-        self.stats.pending = self._queue.qsize()
         self.stats.note_lags(now, batch)
 
     def _rows(self, batch: list[Event]) -> dict[str, list[tuple[object, ...]]]:
