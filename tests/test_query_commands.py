@@ -341,3 +341,20 @@ def test_import_rejects_what_is_not_a_har(tmp_path):
     result = run("import", str(bogus), db=tmp_path / "r.db")
     assert result.exit_code == 2 and "entry 1 is not a usable WebSocket entry" in result.output
     assert not (tmp_path / "r.db").exists()
+
+
+def test_a_recording_from_before_an_added_column_still_reads(tmp_path, recording):
+    """Additive schema changes: an older file without sessions.fault_id reads it as NULL."""
+    import sqlite3
+
+    old = tmp_path / "old.db"
+    shutil.copy(recording, old)
+    conn = sqlite3.connect(old)
+    conn.execute("ALTER TABLE sessions DROP COLUMN fault_id")
+    conn.execute("DROP TABLE fault_events")
+    conn.commit()
+    conn.close()
+    result = run("failures", "--json", "--idle-timeout", "0.2", db=old)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["categories"] == EXPECTED
+    assert run("monitor", "--db", str(old), "--follow", "--once").exit_code == 0

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import sqlite3
 import sys
 import time
 from collections import deque
@@ -352,12 +353,15 @@ class FollowMonitor:
         s.rate = {d: counts.get(d, 0) / elapsed for d in ("c2s", "s2c")}
         self._last_frame_id, self._last_poll = newest, now
         self._refresh_closes()
-        s.faults = conn.execute(
-            "SELECT e.ts, e.action, e.fault_id, e.session_id, f.spec, e.detail"
-            " FROM fault_events e LEFT JOIN faults f ON f.id = e.fault_id"
-            " ORDER BY e.id DESC LIMIT ?",
-            [RECENT],
-        ).fetchall()
+        try:
+            s.faults = conn.execute(
+                "SELECT e.ts, e.action, e.fault_id, e.session_id, f.spec, e.detail"
+                " FROM fault_events e LEFT JOIN faults f ON f.id = e.fault_id"
+                " ORDER BY e.id DESC LIMIT ?",
+                [RECENT],
+            ).fetchall()
+        except sqlite3.OperationalError:
+            s.faults = []  # a recording from before fault injection existed
 
     def _refresh_closes(self) -> None:
         # Verdicts of recent closes are recomputed each time: a client-side

@@ -16,11 +16,11 @@ from sentinel_ws_proxy.analysis.classify import SessionSummary
 from sentinel_ws_proxy.events import Event, Frame, SessionClosed, SessionOpened
 from sentinel_ws_proxy.recording.schema import RecordingError, open_read_only
 
-_SUMMARY_COLUMNS = (
-    "id, run_id, started_at, ended_at, client_addr, path, handshake_status, error, close_code,"
-    " close_reason, closed_by, clean, frames_c2s, frames_s2c, last_frame_at, user_agent,"
-    " cookie_hash, fault_id"
-)
+SUMMARY_COLUMNS = (
+    "id", "run_id", "started_at", "ended_at", "client_addr", "path", "handshake_status", "error",
+    "close_code", "close_reason", "closed_by", "clean", "frames_c2s", "frames_s2c",
+    "last_frame_at", "user_agent", "cookie_hash", "fault_id",
+)  # fmt: skip
 
 
 def _summary(row: Sequence[Any]) -> SessionSummary:
@@ -58,6 +58,11 @@ class Recording:
         self.path = path
         self.db = open_read_only(path)
         self.conn: sqlite3.Connection = self.db.conn
+        # A recording from before a column was added reads it as NULL.
+        present = set(self.db["sessions"].columns_dict)
+        self._summary_select = ", ".join(
+            c if c in present else f"NULL AS {c}" for c in SUMMARY_COLUMNS
+        )
 
     def __enter__(self) -> Recording:
         return self
@@ -85,7 +90,7 @@ class Recording:
         if run_id is not None:
             where.append("run_id = ?")
             params.append(run_id)
-        sql = f"SELECT {_SUMMARY_COLUMNS} FROM sessions"
+        sql = f"SELECT {self._summary_select} FROM sessions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at, id"
