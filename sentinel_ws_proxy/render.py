@@ -6,7 +6,7 @@ import base64
 import json
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,13 +14,15 @@ from rich.table import Table
 from rich.text import Text
 
 from sentinel_ws_proxy.analysis.advice import ADVICE
-from sentinel_ws_proxy.analysis.classify import SessionSummary, Verdict
-from sentinel_ws_proxy.analysis.report import FailureReport
-from sentinel_ws_proxy.diagnostics.health import HealthReport
-from sentinel_ws_proxy.diagnostics.test_client import TestResult
 from sentinel_ws_proxy.protocol import close_code_name
-from sentinel_ws_proxy.replay.retest import RetestResult
 from sentinel_ws_proxy.timefmt import clock, seconds, size
+
+if TYPE_CHECKING:  # types only: importing these would load aiohttp at every start-up
+    from sentinel_ws_proxy.analysis.classify import SessionSummary, Verdict
+    from sentinel_ws_proxy.analysis.report import FailureReport
+    from sentinel_ws_proxy.diagnostics.health import HealthReport
+    from sentinel_ws_proxy.diagnostics.test_client import TestResult
+    from sentinel_ws_proxy.replay.retest import RetestResult
 
 CATEGORY_STYLE = {
     "clean": "green",

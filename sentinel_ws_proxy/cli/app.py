@@ -12,9 +12,9 @@ from rich.console import Console
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.analysis.classify import DEFAULT_IDLE_TIMEOUT, DEFAULT_RECONNECT_WINDOW
 from sentinel_ws_proxy.analysis.report import Window
+from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import DEFAULT_DB
 from sentinel_ws_proxy.recording.reader import Recording
-from sentinel_ws_proxy.recording.schema import RecordingError
 from sentinel_ws_proxy.render import jsonable
 from sentinel_ws_proxy.timefmt import parse_time
 

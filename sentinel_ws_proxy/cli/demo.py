@@ -13,13 +13,13 @@ from sentinel_ws_proxy.cli.app import (
     console,
     fail,
 )
-from sentinel_ws_proxy.demo.run import DEMO_DB
+from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_LISTEN,
+    DEMO_DB,
     ConfigError,
     parse_listen,
 )
-from sentinel_ws_proxy.recording.schema import RecordingError
 
 
 @cli.command()

@@ -11,6 +11,7 @@ from sentinel_ws_proxy.cli.app import (
     cli,
     fail,
 )
+from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.faults.spec import FaultSpecError, parse_spec
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
@@ -22,8 +23,6 @@ from sentinel_ws_proxy.proxy.config import (
     parse_size,
     parse_upstream,
 )
-from sentinel_ws_proxy.recording.schema import RecordingError
-from sentinel_ws_proxy.serving import run
 
 
 @cli.command()
@@ -123,6 +122,7 @@ def proxy(
     """
     from sentinel_ws_proxy.proxy.log import SessionLog
     from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
+    from sentinel_ws_proxy.serving import run
 
     try:
         host, port = parse_listen(listen)

@@ -28,6 +28,7 @@ from sentinel_ws_proxy.cli.app import (
     window_options,
     with_options,
 )
+from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
     ConfigError,
@@ -35,7 +36,6 @@ from sentinel_ws_proxy.proxy.config import (
 )
 from sentinel_ws_proxy.recording.har import export_har, export_jsonl, import_har
 from sentinel_ws_proxy.recording.redact import Redactor
-from sentinel_ws_proxy.recording.schema import RecordingError
 from sentinel_ws_proxy.recording.sql import run_query
 from sentinel_ws_proxy.render import (
     failures_report,

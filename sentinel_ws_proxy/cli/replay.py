@@ -18,12 +18,12 @@ from sentinel_ws_proxy.cli.app import (
     target_options,
     with_options,
 )
+from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
     ConfigError,
     parse_listen,
 )
-from sentinel_ws_proxy.recording.schema import RecordingError
 from sentinel_ws_proxy.render import (
     retest_report,
     test_report,

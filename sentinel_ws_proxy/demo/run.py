@@ -20,8 +20,6 @@ from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.render import category_text, failures_report
 
-DEMO_DB = Path("recordings/demo.db")
-
 
 @dataclass
 class DemoResult:

@@ -13,6 +13,7 @@ from sentinel_ws_proxy.faults.spec import FaultSpec
 DEFAULT_LISTEN = "127.0.0.1:8002"
 DEFAULT_UPSTREAM = "http://localhost:8001"
 DEFAULT_DB = "recordings/sentinel.db"
+DEMO_DB = "recordings/demo.db"
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 

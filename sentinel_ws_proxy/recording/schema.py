@@ -11,6 +11,10 @@ from pathlib import Path
 
 import sqlite_utils
 
+from sentinel_ws_proxy.errors import RecordingError
+
+__all__ = ["RecordingError", "check_recording", "create_schema", "open_database", "open_read_only"]
+
 SCHEMA_VERSION = 1
 
 TABLES: dict[str, dict[str, type]] = {
@@ -105,10 +109,6 @@ INDEXES: dict[str, list[list[str]]] = {
     "http_requests": [["ts"]],
     "fault_events": [["fault_id"], ["session_id"]],
 }
-
-
-class RecordingError(Exception):
-    """A recording file that cannot be used; the message is shown as it is."""
 
 
 def check_recording(db: sqlite_utils.Database, path: Path) -> int | None:
