@@ -39,7 +39,6 @@ from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
 from sentinel_ws_proxy.recording.schema import RecordingError, open_database
 
 MAX_BATCH = 20_000
-LINGER = 0.05  # seconds between the first queued event and its batch's write
 # Past BACKLOG_HIGH payload bytes waiting for the disk, relays pause until it is
 # down to BACKLOG_LOW: memory stays bounded and no frame is dropped.
 BACKLOG_HIGH = 32 * 1024 * 1024
@@ -277,9 +276,6 @@ class RecordingWriter:
     def _next_batch(self) -> tuple[list[Event], bool]:
         batch: list[Event] = []
         item = self._queue.get()
-        # Linger a moment so that one wake-up writes many events: waking per
-        # event would take the GIL from the relay at every message.
-        time.sleep(LINGER)
         while True:
             if item is _STOP:
                 return batch, True
