@@ -85,20 +85,24 @@ async def killed_tab(ctx: Context, agent: str) -> str:
     return "TCP connection dropped without a close frame"
 
 
-async def wrong_origin(ctx: Context, agent: str) -> str:
+async def refused(ctx: Context, agent: str, **options) -> int | None:
+    """The status a refused handshake got (None if it was accepted after all)."""
     try:
-        await ctx.connect(agent, origin="http://evil.example")
+        ws = await ctx.connect(agent, **options)
     except websockets.InvalidStatus as exc:
-        return f"handshake refused with {exc.response.status_code}"
-    return "unexpectedly accepted"
+        return exc.response.status_code
+    await ws.close()
+    return None
+
+
+async def wrong_origin(ctx: Context, agent: str) -> str:
+    status = await refused(ctx, agent, origin="http://evil.example")
+    return f"handshake refused with {status}" if status else "unexpectedly accepted"
 
 
 async def wrong_path(ctx: Context, agent: str) -> str:
-    try:
-        await ctx.connect(agent, path="/ws/mission-update")
-    except websockets.InvalidStatus as exc:
-        return f"handshake answered {exc.response.status_code}"
-    return "unexpectedly accepted"
+    status = await refused(ctx, agent, path="/ws/mission-update")
+    return f"handshake answered {status}" if status else "unexpectedly accepted"
 
 
 async def misbehaved(ctx: Context, agent: str, **behaviour) -> tuple[int | None, str | None]:
