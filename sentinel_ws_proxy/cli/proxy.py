@@ -92,6 +92,16 @@ from sentinel_ws_proxy.proxy.config import (
     envvar="SENTINEL_WS_ADMIN_TOKEN",
     help="Require this token for /_sentinel/ (then reachable from other hosts too).",
 )
+@click.option(
+    "--upstream-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="For an https upstream: trust this CA or certificate file (a dev server's own).",
+)
+@click.option(
+    "--insecure-upstream",
+    is_flag=True,
+    help="For an https upstream: do not verify its certificate at all.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print no line per session.")
 def proxy(
     listen: str,
@@ -105,6 +115,8 @@ def proxy(
     close_timeout: float,
     faults: tuple[str, ...],
     admin_token: str | None,
+    upstream_ca: Path | None,
+    insecure_upstream: bool,
     quiet: bool,
 ) -> None:
     """Relay HTTP and WebSocket traffic to UPSTREAM and record every session.
@@ -138,7 +150,10 @@ def proxy(
             close_timeout=close_timeout,
             faults=tuple(parse_spec(spec) for spec in faults),
             admin_token=admin_token,
+            upstream_ca=upstream_ca,
+            insecure_upstream=insecure_upstream,
         )
+        config.upstream_tls()  # a bad --upstream-ca fails here, before anything starts
     except (ConfigError, FaultSpecError) as exc:
         fail(str(exc))
         return
@@ -150,6 +165,8 @@ def proxy(
         click.echo(f"  recording to  {config.db_path or '(not recording)'}")
         for fault in server.proxy.faults.listing() if server.proxy else ():
             click.echo(f"  fault {fault['id']:<7} {fault['spec']}")
+        if config.insecure_upstream and config.upstream.scheme == "https":
+            click.echo("  warning: the upstream's TLS certificate is not verified", err=True)
         if not config.is_loopback:
             click.echo(
                 f"  warning: listening on {config.listen_host}, reachable from other machines",

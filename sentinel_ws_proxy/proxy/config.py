@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,20 @@ class ProxyConfig:
     # With a token, the /_sentinel/ API answers anyone who presents it; without
     # one, only loopback clients.
     admin_token: str | None = None
+    # An https/wss upstream: a CA file to trust instead of the system's, or
+    # no verification at all.
+    upstream_ca: Path | None = None
+    insecure_upstream: bool = False
+
+    def upstream_tls(self) -> ssl.SSLContext | bool:
+        if self.insecure_upstream:
+            return False
+        if self.upstream_ca is not None:
+            try:
+                return ssl.create_default_context(cafile=str(self.upstream_ca))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"--upstream-ca {self.upstream_ca}: {exc}") from None
+        return True
 
     @property
     def listen(self) -> str:

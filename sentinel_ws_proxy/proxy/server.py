@@ -57,6 +57,7 @@ class Proxy:
             config.upstream,
             connect_timeout=config.connect_timeout,
             close_timeout=config.close_timeout,
+            tls=config.upstream_tls(),
         )
         self.relays: dict[int, Relay] = {}
         self.started_at = time.time()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ssl
 import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -89,10 +90,20 @@ def _trace_config() -> aiohttp.TraceConfig:
 class Upstream:
     """Connections to one upstream origin, and only to it."""
 
-    def __init__(self, base: URL, *, connect_timeout: float, close_timeout: float):
+    def __init__(
+        self,
+        base: URL,
+        *,
+        connect_timeout: float,
+        close_timeout: float,
+        tls: ssl.SSLContext | bool = True,
+    ):
         self.base = base
         self.connect_timeout = connect_timeout
         self.close_timeout = close_timeout
+        # True: verify against the system's CAs; an SSLContext: against chosen
+        # ones (--upstream-ca); False: no verification (--insecure-upstream).
+        self.tls = tls
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -102,7 +113,7 @@ class Upstream:
                 # Many browsers' cookies must never mix in one jar.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # A debugging proxy must not cap concurrent connections.
-                connector=aiohttp.TCPConnector(limit=0, force_close=False),
+                connector=aiohttp.TCPConnector(limit=0, ssl=self.tls),
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=self.connect_timeout, sock_read=None
                 ),
@@ -177,6 +188,14 @@ class Upstream:
 
 def describe_client_error(exc: BaseException, base: URL) -> str:
     """One plain sentence for why the upstream could not be reached."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(exc.certificate_error, "verify_message", None) or exc.certificate_error
+        return (
+            f"the TLS certificate of {base.host}:{base.port} is not trusted ({reason}); "
+            "pass --upstream-ca FILE (or --insecure-upstream) for a development certificate"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake with {base.host}:{base.port} failed: {exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return f"cannot resolve {base.host}"
     if isinstance(exc, aiohttp.ClientConnectorError):
