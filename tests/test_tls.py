@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import ssl
 import subprocess
@@ -87,3 +88,30 @@ def test_bad_ca_file_is_one_line(tmp_path):
     )
     assert result.exit_code == 2 and "--upstream-ca" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+async def test_the_proxy_itself_can_serve_wss(certificate, db, upstream):
+    url, _ = upstream
+    cert, key = certificate
+    async with running_proxy(url, db, tls_cert=cert, tls_key=key) as proxy:
+        assert proxy.url.startswith("https://127.0.0.1:")
+        trust = ssl.create_default_context(cafile=str(cert))
+        wss = proxy.url.replace("https://", "wss://") + "/ws"
+        ws = await within(websockets.connect(wss, ssl=trust))
+        await ws.send("secure hello")
+        assert await within(ws.recv()) == "secure hello"
+        await ws.send("headers")
+        seen = json.loads(await within(ws.recv()))
+        assert seen["X-Forwarded-Proto"] == "https"
+        await ws.close()
+        await proxy.stop_once()
+
+
+def test_bad_tls_files_are_one_line(tmp_path, certificate):
+    for args, message in (
+        (["--tls-cert", str(tmp_path / "missing.pem")], "--tls-cert"),
+        (["--tls-key", str(certificate[1])], "--tls-key goes with --tls-cert"),
+    ):
+        result = CliRunner().invoke(cli, ["proxy", *args, "--db", str(tmp_path / "r.db")])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1

@@ -102,6 +102,16 @@ from sentinel_ws_proxy.proxy.config import (
     is_flag=True,
     help="For an https upstream: do not verify its certificate at all.",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Serve https/wss with this certificate (for a frontend served over https).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The private key of --tls-cert, when it is not in the same file.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print no line per session.")
 def proxy(
     listen: str,
@@ -117,6 +127,8 @@ def proxy(
     admin_token: str | None,
     upstream_ca: Path | None,
     insecure_upstream: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     quiet: bool,
 ) -> None:
     """Relay HTTP and WebSocket traffic to UPSTREAM and record every session.
@@ -152,8 +164,14 @@ def proxy(
             admin_token=admin_token,
             upstream_ca=upstream_ca,
             insecure_upstream=insecure_upstream,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
-        config.upstream_tls()  # a bad --upstream-ca fails here, before anything starts
+        if tls_key is not None and tls_cert is None:
+            raise ConfigError("--tls-key goes with --tls-cert")
+        # Bad certificate files fail here, before anything starts.
+        config.upstream_tls()
+        config.listen_tls()
     except (ConfigError, FaultSpecError) as exc:
         fail(str(exc))
         return

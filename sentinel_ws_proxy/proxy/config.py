@@ -48,6 +48,19 @@ class ProxyConfig:
     # no verification at all.
     upstream_ca: Path | None = None
     insecure_upstream: bool = False
+    # Serve the proxy itself over TLS (https/wss), for frontends served over https.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def listen_tls(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--tls-cert {self.tls_cert}: {exc}") from None
+        return context
 
     def upstream_tls(self) -> ssl.SSLContext | bool:
         if self.insecure_upstream:

@@ -257,13 +257,14 @@ class ProxyServer:
             self.proxy.make_app(), access_log=None, shutdown_timeout=config.close_timeout
         )
         await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        await web.SockSite(self._runner, sock, ssl_context=config.listen_tls()).start()
 
     @property
     def url(self) -> str:
         host = self.config.listen_host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     async def stop(self) -> None:
         """Stop accepting, close open sessions, then flush every pending row."""
