@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -19,6 +21,7 @@ from sentinel_ws_proxy.render import jsonable
 from sentinel_ws_proxy.timefmt import parse_time
 
 USAGE_ERROR = 2
+F = TypeVar("F", bound=Callable)
 
 
 def fail(message: str) -> None:
@@ -81,8 +84,8 @@ target_options = [
 ]
 
 
-def with_options(options):
-    def decorate(f):
+def with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(f: F) -> F:
         for option in reversed(options):
             f = option(f)
         return f

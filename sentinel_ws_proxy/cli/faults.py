@@ -126,13 +126,15 @@ def clear(proxy_url: str, token: str | None) -> None:
     click.echo(f"{removed} fault(s) removed")
 
 
-def _act(action: str):
+def _act(action: str) -> click.Command:
     @fault.command(action)
     @click.argument("session_id", type=int)
     @click.argument("settings", nargs=-1)
     @proxy_option
     @token_option
-    def command(session_id: int, settings: tuple[str, ...], proxy_url: str, token: str | None):
+    def command(
+        session_id: int, settings: tuple[str, ...], proxy_url: str, token: str | None
+    ) -> None:
         query = "&".join(urllib.request.quote(s, safe="=") for s in settings)
         path = f"/connections/{session_id}/{action}" + (f"?{query}" if query else "")
         done = call(proxy_url, token, "POST", path, "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,6 +29,9 @@ from sentinel_ws_proxy.render import (
     retest_report,
     test_report,
 )
+
+if TYPE_CHECKING:
+    from sentinel_ws_proxy.replay.retest import RetestResult
 
 
 @cli.command()
@@ -252,7 +256,16 @@ def test_command(
     sys.exit(0 if live.ok else 1)
 
 
-def _retest(db, session_id, url, speed, mode, timeout, ignore, extra):
+def _retest(
+    db: Path,
+    session_id: int,
+    url: str | None,
+    speed: float,
+    mode: str,
+    timeout: float,
+    ignore: tuple[str, ...],
+    extra: list[tuple[str, str]],
+) -> RetestResult:
     from sentinel_ws_proxy.replay.recorded import load_session
     from sentinel_ws_proxy.replay.retest import retest, target_url
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from sentinel_ws_proxy.demo.server import WS_PATH, DemoBackend
 
@@ -23,7 +25,7 @@ class Context:
     def ws_url(self, path: str = WS_PATH) -> str:
         return self.proxy_url.replace("http://", "ws://", 1) + path
 
-    async def connect(self, agent: str, path: str = WS_PATH, **options):
+    async def connect(self, agent: str, path: str = WS_PATH, **options: Any) -> ClientConnection:
         ws = await asyncio.wait_for(
             websockets.connect(self.ws_url(path), user_agent_header=agent, **options), STEP
         )
@@ -33,11 +35,11 @@ class Context:
         self.backend.behaviour = replace(self.backend.behaviour, **changes)
 
 
-async def recv(ws) -> str:
+async def recv(ws: ClientConnection) -> str | bytes:
     return await asyncio.wait_for(ws.recv(), STEP)
 
 
-async def wait_closed(ws) -> tuple[int | None, str | None]:
+async def wait_closed(ws: ClientConnection) -> tuple[int | None, str | None]:
     try:
         while True:
             await recv(ws)
@@ -85,7 +87,7 @@ async def killed_tab(ctx: Context, agent: str) -> str:
     return "TCP connection dropped without a close frame"
 
 
-async def refused(ctx: Context, agent: str, **options) -> int | None:
+async def refused(ctx: Context, agent: str, **options: Any) -> int | None:
     """The status a refused handshake got (None if it was accepted after all)."""
     try:
         ws = await ctx.connect(agent, **options)
@@ -105,7 +107,7 @@ async def wrong_path(ctx: Context, agent: str) -> str:
     return f"handshake answered {status}" if status else "unexpectedly accepted"
 
 
-async def misbehaved(ctx: Context, agent: str, **behaviour) -> tuple[int | None, str | None]:
+async def misbehaved(ctx: Context, agent: str, **behaviour: Any) -> tuple[int | None, str | None]:
     """Connect while the server misbehaves as told; the close the client saw."""
     before = ctx.backend.behaviour
     ctx.behave(**behaviour)

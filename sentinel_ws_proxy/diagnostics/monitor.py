@@ -30,8 +30,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from websockets.asyncio.client import ClientConnection
 
-from sentinel_ws_proxy.analysis.classify import classify_all
+from sentinel_ws_proxy.analysis.classify import SessionSummary, classify_all
 from sentinel_ws_proxy.analysis.report import Window, classify_recording
 from sentinel_ws_proxy.diagnostics.health import (
     DIAGNOSTICS_PATH,
@@ -158,7 +159,7 @@ class LiveMonitor:
             delay = min(delay * 2, 30.0)
             self.state.reconnects += 1
 
-    async def _listen(self, ws) -> None:
+    async def _listen(self, ws: ClientConnection) -> None:
         try:
             async for message in ws:
                 try:
@@ -455,7 +456,7 @@ class ReplayMonitor:
         # A finished replay stops its clock at the last thing that happened.
         s.clock = self._last_event if s.finished else until
 
-    def _open(self, summary) -> None:
+    def _open(self, summary: SessionSummary) -> None:
         s = self.state
         s.sessions_seen += 1
         if summary.accepted:

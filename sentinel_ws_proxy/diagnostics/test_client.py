@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from sentinel_ws_proxy import __version__
 
@@ -143,7 +144,9 @@ async def run_test(
     return result
 
 
-async def _converse(ws, result: TestResult, send: list[str], timeout: float, opened: float) -> None:
+async def _converse(
+    ws: ClientConnection, result: TestResult, send: list[str], timeout: float, opened: float
+) -> None:
     for text in send:
         await ws.send(text)
         result.sent.append(text)

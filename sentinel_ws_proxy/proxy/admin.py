@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.faults.spec import FaultSpec, FaultSpecError, parse_spec
@@ -92,9 +93,9 @@ def allowed(request: web.Request, token: str | None) -> bool:
     return is_loopback_host(request.remote or "")
 
 
-def guard(token: str | None):
+def guard(token: str | None) -> Middleware:
     @web.middleware
-    async def middleware(request: web.Request, handler):
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(PREFIX + "/") and not allowed(request, token):
             why = "a valid admin token" if token else "a loopback client"
             return web.json_response(

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from sentinel_ws_proxy.diagnostics.test_client import USER_AGENT, UsageError, describe_failure
 from sentinel_ws_proxy.recording.redact import REDACTED
@@ -145,7 +146,9 @@ async def retest(
     return result
 
 
-async def _collect(ws, received: list[tuple[str, bytes]], arrived: asyncio.Event) -> None:
+async def _collect(
+    ws: ClientConnection, received: list[tuple[str, bytes]], arrived: asyncio.Event
+) -> None:
     try:
         async for message in ws:
             if isinstance(message, str):
@@ -169,7 +172,7 @@ async def _wait_for(received: list, arrived: asyncio.Event, count: int, timeout:
 
 
 async def _send_recorded(
-    ws,
+    ws: ClientConnection,
     session: RecordedSession,
     received: list,
     arrived: asyncio.Event,
@@ -195,7 +198,7 @@ async def _send_recorded(
         await _send(ws, frame)
 
 
-async def _send(ws, frame: RecordedFrame) -> None:
+async def _send(ws: ClientConnection, frame: RecordedFrame) -> None:
     if frame.opcode == "text":
         await ws.send(frame.text)
     elif frame.opcode == "binary":
