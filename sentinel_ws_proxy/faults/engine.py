@@ -74,7 +74,6 @@ class Attachment:
 
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     message_triggers: list[Fault] = field(default_factory=list)
-    chosen: set[int] = field(default_factory=set)  # connection faults that won the draw
 
 
 class FaultEngine:
@@ -174,7 +173,6 @@ class FaultEngine:
             return
         if fault.rng.random() >= s.probability:
             return  # this connection was spared
-        attachment.chosen.add(fault.id)
         if s.after_messages is not None:
             attachment.message_triggers.append(fault)
             relay.watch_messages = True

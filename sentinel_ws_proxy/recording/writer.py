@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlite_utils import Database
+
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.events import (
     Event,
@@ -196,11 +198,11 @@ class RecordingWriter:
         self._thread = threading.Thread(target=self._run, name="sentinel-recorder", daemon=True)
         self._thread.start()
 
-    def _refuse_if_in_use(self, db: object) -> None:
+    def _refuse_if_in_use(self, db: Database) -> None:
         # Session ids are handed out by the proxy, so two proxies appending to
         # one file at once would collide. A run without ended_at whose process
         # is alive on this host is still writing.
-        rows = db.execute(  # type: ignore[attr-defined]
+        rows = db.execute(
             "SELECT id, pid FROM runs WHERE ended_at IS NULL AND hostname = ?",
             [socket.gethostname()],
         ).fetchall()
@@ -212,12 +214,12 @@ class RecordingWriter:
                 )
 
     @staticmethod
-    def _hash_salt(db: object) -> bytes:
-        row = db.execute("SELECT value FROM meta WHERE key = 'hash_salt'").fetchone()  # type: ignore[attr-defined]
+    def _hash_salt(db: Database) -> bytes:
+        row = db.execute("SELECT value FROM meta WHERE key = 'hash_salt'").fetchone()
         if row:
             return bytes.fromhex(row[0])
         salt = secrets.token_bytes(16)
-        db.execute("INSERT INTO meta (key, value) VALUES ('hash_salt', ?)", [salt.hex()])  # type: ignore[attr-defined]
+        db.execute("INSERT INTO meta (key, value) VALUES ('hash_salt', ?)", [salt.hex()])
         return salt
 
     def handle(self, event: Event) -> None:
