@@ -21,6 +21,7 @@ import aiohttp
 import websockets
 
 from sentinel_ws_proxy.diagnostics.test_client import USER_AGENT, describe_failure
+from sentinel_ws_proxy.proxy.config import format_hostport
 
 STATUS_PATH = "/api/system/status"
 DIAGNOSTICS_PATH = "/api/system/diagnostics/websockets"
@@ -100,8 +101,7 @@ class Target:
 
     @property
     def http(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{format_hostport(self.host, self.port)}"
 
     def ws(self, path: str | None = None) -> str:
         return self.http.replace("http://", "ws://", 1) + "/" + (path or self.path).lstrip("/")

@@ -18,6 +18,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from sentinel_ws_proxy import __version__
+from sentinel_ws_proxy.proxy.config import format_hostport
 
 USER_AGENT = f"sentinel-ws-test/{__version__}"
 
@@ -35,8 +36,7 @@ def build_url(url: str | None, host: str, port: int, path: str) -> str:
         if not url.startswith(("ws://", "wss://")):
             raise UsageError(f"{url!r}: expected a ws://, wss://, http:// or https:// URL")
         return url
-    shown = f"[{host}]" if ":" in host else host
-    return f"ws://{shown}:{port}/{path.lstrip('/')}"
+    return f"ws://{format_hostport(host, port)}/{path.lstrip('/')}"
 
 
 def parse_headers(values: tuple[str, ...]) -> list[tuple[str, str]]:

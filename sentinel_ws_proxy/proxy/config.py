@@ -77,10 +77,6 @@ class ProxyConfig:
         return format_hostport(self.listen_host, self.listen_port)
 
     @property
-    def listen_url(self) -> str:
-        return f"http://{self.listen}"
-
-    @property
     def is_loopback(self) -> bool:
         return is_loopback_host(self.listen_host)
 

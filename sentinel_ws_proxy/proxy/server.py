@@ -15,7 +15,7 @@ from sentinel_ws_proxy.events import Event, SessionClosed, SessionOpened
 from sentinel_ws_proxy.faults.engine import FaultEngine
 from sentinel_ws_proxy.faults.spec import FaultSpec
 from sentinel_ws_proxy.proxy import admin
-from sentinel_ws_proxy.proxy.config import ProxyConfig
+from sentinel_ws_proxy.proxy.config import ProxyConfig, format_hostport
 from sentinel_ws_proxy.proxy.headers import forwarded_request_headers, relayed_response_headers
 from sentinel_ws_proxy.proxy.passthrough import pass_through
 from sentinel_ws_proxy.proxy.relay import Relay
@@ -261,10 +261,8 @@ class ProxyServer:
 
     @property
     def url(self) -> str:
-        host = self.config.listen_host
-        host = f"[{host}]" if ":" in host else host
         scheme = "https" if self.config.tls_cert else "http"
-        return f"{scheme}://{host}:{self.port}"
+        return f"{scheme}://{format_hostport(self.config.listen_host, self.port)}"
 
     async def stop(self) -> None:
         """Stop accepting, close open sessions, then flush every pending row."""
