@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 Direction = Literal["c2s", "s2c"]
-Opcode = Literal["text", "binary", "ping", "pong", "close"]
 ClosedBy = Literal["client", "server", "proxy"]
+Source = Literal["client", "server", "proxy"]
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -38,21 +38,89 @@ class SessionOpened(NamedTuple):
     handshake_body: bytes = b""
     subprotocol: str | None = None
     error: str | None = None
-    fault_id: int | None = None  # a reject fault answered instead of the upstream
+    response_line: str | None = None  # the status line the client received
 
 
 class Frame(NamedTuple):
-    """One WebSocket frame as the proxy received it (before forwarding)."""
+    """One WebSocket frame as it crossed the wire (or as the proxy made it).
+
+    The fields are the columns of the recording's ``frames`` table, in order
+    (see recording/schema.py), so the recorder stores a Frame as it is. The
+    payload is already in its recorded form: unmasked, inflated for a
+    compressed message, cut to the message's first ``--max-payload`` bytes,
+    and text (``str``) for a text frame whose bytes are valid UTF-8 on their own.
+    """
 
     session_id: int
     ts: float
     direction: Direction
-    opcode: Opcode
-    payload: bytes
+    source: Source
+    message: int | None  # numbered per session and direction
+    opcode: str  # text, binary, continuation, ping, pong, close, reserved-N
+    fin: int
+    rsv: int
+    masked: int
+    compressed: int
+    size: int  # payload bytes after inflating
+    wire_size: int  # payload bytes on the wire
+    payload: str | bytes
+    truncated: int
     close_code: int | None = None
     close_reason: str | None = None
+    forwarded: int = 1
+    violation: str | None = None
     fault_id: int | None = None  # a fault that dropped, delayed or held back this frame
     fault_action: str | None = None  # dropped, delayed or stalled
+
+
+def stored_payload(data: bytes, limit: int, *, text: bool) -> tuple[str | bytes, int]:
+    """(value to store, truncated flag): text as str when it decodes, the rest as bytes."""
+    truncated = len(data) > limit
+    kept = data[:limit] if truncated else data
+    if text:
+        try:
+            # A cut may split a multi-byte character; drop the partial tail only.
+            return kept.decode("utf-8", errors="ignore" if truncated else "strict"), truncated
+        except UnicodeDecodeError:
+            return kept, truncated
+    return kept, truncated
+
+
+def whole_frame(
+    session_id: int,
+    ts: float,
+    direction: Direction,
+    opcode: str,
+    payload: bytes,
+    *,
+    source: Source | None = None,
+    message: int | None = None,
+    max_payload: int = 1 << 62,
+    close_code: int | None = None,
+    close_reason: str | None = None,
+    forwarded: int = 1,
+) -> Frame:
+    """A one-frame message (the usual case), for code that builds frames by hand."""
+    kept, truncated = stored_payload(payload, max_payload, text=opcode == "text")
+    return Frame(
+        session_id,
+        ts,
+        direction,
+        source or ("client" if direction == "c2s" else "server"),
+        message,
+        opcode,
+        1,
+        0,
+        int(direction == "c2s"),
+        0,
+        len(payload),
+        len(payload),
+        kept,
+        int(truncated),
+        close_code,
+        close_reason,
+        forwarded,
+    )
 
 
 class SessionClosed(NamedTuple):
@@ -69,7 +137,7 @@ class SessionClosed(NamedTuple):
     bytes_c2s: int = 0
     bytes_s2c: int = 0
     last_frame_at: float | None = None  # the last frame other than a close
-    fault_id: int | None = None  # the fault that ended the session
+    fault_id: int | None = None  # the fault that refused or ended the session
 
 
 class HttpRequest(NamedTuple):

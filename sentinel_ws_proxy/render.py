@@ -15,13 +15,16 @@ from rich.text import Text
 
 from sentinel_ws_proxy.analysis.advice import ADVICE
 from sentinel_ws_proxy.protocol import close_code_name
+from sentinel_ws_proxy.recording.jsonrows import encode_value, row_to_json
 from sentinel_ws_proxy.timefmt import clock, seconds, size
 
 if TYPE_CHECKING:  # types only: importing these would load aiohttp at every start-up
-    from sentinel_ws_proxy.analysis.classify import SessionSummary, Verdict
+    from sentinel_ws_proxy.analysis.classify import Verdict
     from sentinel_ws_proxy.analysis.report import FailureReport
     from sentinel_ws_proxy.diagnostics.health import HealthReport
     from sentinel_ws_proxy.diagnostics.test_client import TestResult
+    from sentinel_ws_proxy.recording.reader import Message
+    from sentinel_ws_proxy.recording.schema import FrameRow, SessionRow
     from sentinel_ws_proxy.replay.retest import RetestResult
 
 CATEGORY_STYLE = {
@@ -51,34 +54,39 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def session_json(row: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
-    out = {k: jsonable(v) for k, v in row.items()}
-    for key in ("request_headers", "response_headers"):
-        if isinstance(out.get(key), str):
-            out[key] = json.loads(out[key])
+def session_json(row: SessionRow, verdict: Verdict) -> dict[str, Any]:
+    out = row_to_json(row)
     out["category"] = verdict.category
     out["explanation"] = verdict.explanation
     out["reconnect_gap"] = verdict.reconnect_gap
     return out
 
 
-def frame_json(row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    payload = row["payload"]
-    if isinstance(payload, bytes):
-        out["payload"] = base64.b64encode(payload).decode("ascii")
-        out["encoding"] = "base64"
-    else:
-        out["encoding"] = "utf-8"
-    return out
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "ts": message.ts,
+        "direction": message.direction,
+        "source": message.source,
+        "opcode": message.opcode,
+        "frames": len(message.frames),
+        "size": message.size,
+        "payload": encode_value(message.payload),
+        "truncated": message.truncated,
+        "compressed": message.compressed,
+        "forwarded": message.forwarded,
+        "close_code": message.close_code,
+        "close_reason": message.close_reason,
+        "violation": message.violation,
+    }
 
 
-def _close_cell(s: SessionSummary) -> str:
+def _close_cell(s: SessionRow) -> str:
     return "-" if s.close_code is None else str(s.close_code)
 
 
 def sessions_table(
-    console: Console, pairs: Sequence[tuple[SessionSummary, Verdict]], bytes_by_id: dict
+    console: Console, pairs: Sequence[tuple[SessionRow, Verdict]], bytes_by_id: dict
 ) -> None:
     table = Table(show_edge=False, header_style="bold")
     for name, justify in (
@@ -113,6 +121,13 @@ def sessions_table(
     console.print(table)
 
 
+def phrase(status: int | None) -> str:
+    try:
+        return HTTPStatus(status).phrase  # type: ignore[arg-type]
+    except ValueError:
+        return ""
+
+
 def _headers_table(title: str, headers_json: str | None) -> Table:
     table = Table(title=title, title_justify="left", show_header=False, show_edge=False)
     table.add_column("name", style="bold")
@@ -122,12 +137,10 @@ def _headers_table(title: str, headers_json: str | None) -> Table:
     return table
 
 
-def preview(row: dict[str, Any], full: bool) -> str:
-    payload = row["payload"]
-    if row["opcode"] == "close":
-        code = row["close_code"]
-        reason = f" {row['close_reason']!r}" if row["close_reason"] else ""
-        return f"{code} {close_code_name(code)}{reason}"
+def preview(opcode: str, payload: str | bytes | None, close: tuple, full: bool) -> str:
+    if opcode == "close":
+        code, reason = close
+        return f"{code} {close_code_name(code)}" + (f" {reason!r}" if reason else "")
     if isinstance(payload, str):
         if full:
             try:
@@ -143,71 +156,114 @@ def preview(row: dict[str, Any], full: bool) -> str:
     return shown + (" …" if len(data) > 24 else "")
 
 
+def _marks(source: str | None, forwarded: bool, fault: tuple | None, violation: str | None) -> str:
+    """What a message or frame's row says besides its payload: who made it, what touched it."""
+    marks = ["sent by the proxy"] if source == "proxy" else []
+    if not forwarded:
+        marks.append("not forwarded")
+    if fault:
+        marks.append(f"{fault[1]} by fault {fault[0]}")
+    if violation:
+        marks.append(f"violation: {violation}")
+    return "".join(f"[{m}] " for m in marks)
+
+
+def _message_rows(messages: Sequence[Message], started: float, full: bool) -> list[list[Any]]:
+    out = []
+    for m in messages:
+        size = f"{m.size}" + (" (cut)" if m.truncated else "")
+        opcode = m.opcode + (f" ({len(m.frames)} frames)" if len(m.frames) > 1 else "")
+        opcode += ", deflated" if m.compressed else ""
+        close = (m.close_code, m.close_reason)
+        marks = _marks(m.source, m.forwarded, m.fault, m.violation)
+        text = marks + preview(m.opcode, m.payload, close, full)
+        out.append(
+            [f"{m.ts - started:.3f}", ARROW.get(m.direction, m.direction), opcode, size, text]
+        )
+    return out
+
+
+def _frame_rows(frames: Sequence[FrameRow], started: float, full: bool) -> list[list[Any]]:
+    out = []
+    for f in frames:
+        bits = [f"fin={f.fin}" if f.fin is not None else "", f"rsv={f.rsv}" if f.rsv else ""]
+        bits.append("masked" if f.masked else "")
+        size = f"{f.size}" + (f"/{f.wire_size} on wire" if f.wire_size != f.size else "")
+        size += " (cut)" if f.truncated else ""
+        close = (f.close_code, f.close_reason)
+        fault = (f.fault_id, f.fault_action) if f.fault_action else None
+        marks = _marks(f.source, f.forwarded is None or bool(f.forwarded), fault, f.violation)
+        text = marks + preview(f.opcode or "", f.payload, close, full)
+        out.append(
+            [
+                f"{(f.ts or started) - started:.3f}",
+                ARROW.get(f.direction or "", f.direction),
+                " ".join([f.opcode or "?", *(b for b in bits if b)]),
+                size,
+                text,
+            ]
+        )
+    return out
+
+
 def show_session(
     console: Console,
-    row: dict[str, Any],
-    frames: Sequence[dict[str, Any]],
+    row: SessionRow,
+    messages: Sequence[Message],
     verdict: Verdict,
     *,
     payloads: bool,
+    wire_frames: bool = False,
 ) -> None:
-    query = f"?{row['query']}" if row["query"] else ""
+    query = f"?{row.query}" if row.query else ""
     console.print(
-        f"[bold]Session {row['id']}[/bold]  {escape(row['path'] + query)}"
-        f"  from {escape(row['client_addr'] or '?')}  (run {row['run_id']})"
+        f"[bold]Session {row.id}[/bold]  {escape((row.path or '') + query)}"
+        f"  from {escape(row.client_addr or '?')}  (run {row.run_id})"
     )
-    duration = None if row["ended_at"] is None else row["ended_at"] - row["started_at"]
-    console.print(f"Started {clock(row['started_at'])}, lasted {seconds(duration)}")
-    console.print(Text(f"Upstream {row['upstream_url']}"))
-    status = row["handshake_status"]
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    line = f"\n[bold]Handshake[/bold]: {status} {phrase}"
-    if row["subprotocol"]:
-        line += f", subprotocol {escape(row['subprotocol'])}"
-    if row["error"]:
-        line += f"  [red]{escape(row['error'])}[/red]"
+    started = row.started_at or 0.0
+    console.print(f"Started {clock(started)}, lasted {seconds(row.duration)}")
+    console.print(Text(f"Upstream {row.upstream_url}"))
+    status = row.handshake_status
+    line = f"\n[bold]Handshake[/bold]: {escape(row.response_line or f'{status} {phrase(status)}')}"
+    if row.subprotocol:
+        line += f", subprotocol {escape(row.subprotocol)}"
+    if row.error:
+        line += f"  [red]{escape(row.error)}[/red]"
     console.print(line)
-    console.print(_headers_table("Request headers", row["request_headers"]))
-    console.print(_headers_table("Response headers", row["response_headers"]))
-    if row["handshake_body"]:
-        console.print("Response body:", Text(str(jsonable(row["handshake_body"]))))
+    console.print(_headers_table("Request headers", row.request_headers))
+    console.print(_headers_table("Response headers", row.response_headers))
+    if row.handshake_body:
+        console.print("Response body:", Text(str(jsonable(row.handshake_body))))
 
-    if frames:
-        table = Table(title=f"Frames ({len(frames)})", title_justify="left", show_edge=False)
+    if messages:
+        frames = [f for m in messages for f in m.frames]
+        if wire_frames:
+            title, body = f"Wire frames ({len(frames)})", _frame_rows(frames, started, payloads)
+        else:
+            title = f"Messages ({len(messages)}, in {len(frames)} wire frames)"
+            body = _message_rows(messages, started, payloads)
+        table = Table(title=title, title_justify="left", show_edge=False)
         table.add_column("+time", justify="right")
         table.add_column("dir")
         table.add_column("opcode")
         table.add_column("size", justify="right")
         table.add_column("payload", overflow="fold")
-        for f in frames:
-            cut = " (cut)" if f["truncated"] else ""
-            touched = (
-                f"[{f['fault_action']} by fault {f['fault_id']}] " if f.get("fault_action") else ""
-            )
-            table.add_row(
-                f"{f['ts'] - row['started_at']:.3f}",
-                ARROW.get(f["direction"], f["direction"]),
-                f["opcode"],
-                f"{f['size']}{cut}",
-                Text(touched + preview(f, payloads)),
-            )
+        for cells in body:
+            table.add_row(*cells[:4], Text(cells[4]))
         console.print()
         console.print(table)
         console.print("[dim]→ client to server, ← server to client[/dim]")
 
-    if row["ended_at"] is not None and status == 101:
-        code = row["close_code"]
-        reason = f" {row['close_reason']!r}" if row["close_reason"] else ""
-        how = "clean close handshake" if row["clean"] else "abrupt (no completed close handshake)"
+    if row.ended_at is not None and status == 101:
+        code = row.close_code
+        reason = f" {row.close_reason!r}" if row.close_reason else ""
+        how = "clean close handshake" if row.clean else "abrupt (no completed close handshake)"
         console.print(
             f"\n[bold]Close[/bold]: {code} {close_code_name(code)}{escape(reason)}, "
-            f"by {row['closed_by']}, {how}"
+            f"by {row.closed_by}, {how}"
         )
-    if row.get("fault_id"):
-        console.print(Text(f"Injected: fault {row['fault_id']} ended this session", "magenta"))
+    if row.fault_id:
+        console.print(Text(f"Injected: fault {row.fault_id} ended this session", "magenta"))
     console.print(
         Text.assemble(
             ("\nVerdict: ", "bold"), category_text(verdict.category), f": {verdict.explanation}"

@@ -5,18 +5,17 @@ from __future__ import annotations
 import pytest
 
 from sentinel_ws_proxy.analysis.advice import ADVICE
-from sentinel_ws_proxy.analysis.classify import (
-    CATEGORIES,
-    SessionSummary,
-    classify_all,
-    summarize,
-)
-from sentinel_ws_proxy.events import Frame, SessionClosed, SessionOpened
+from sentinel_ws_proxy.analysis.classify import CATEGORIES, classify_all
+from sentinel_ws_proxy.events import SessionClosed, SessionOpened, whole_frame
+from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.redact import Redactor
+from sentinel_ws_proxy.recording.schema import SessionRow
+from sentinel_ws_proxy.recording.writer import RecordingWriter
 
 T0 = 1_800_000_000.0
 
 
-def session(id: int, **fields) -> SessionSummary:
+def session(id: int, **fields) -> SessionRow:
     base = {
         "started_at": T0 + id,
         "ended_at": T0 + id + 5,
@@ -28,10 +27,10 @@ def session(id: int, **fields) -> SessionSummary:
         "clean": True,
     }
     base.update(fields)
-    return SessionSummary(id=id, **base)
+    return SessionRow(id=id, **base)
 
 
-def verdict_of(*sessions: SessionSummary, **options):
+def verdict_of(*sessions: SessionRow, **options):
     verdicts, stats = classify_all(list(sessions), **options)
     return {v.session_id: v for v in verdicts}, stats
 
@@ -149,19 +148,28 @@ def test_reconnect_statistics():
     assert summary["never_reconnected"] == [99]
 
 
-def test_summary_from_live_events_matches_what_the_recording_would_hold():
+def test_events_written_and_read_back_classify_the_same(tmp_path):
     opened = SessionOpened(
-        7, T0, "10.0.0.7", "/ws", "", "ws://up/ws", (("User-Agent", "ua"), ("Cookie", "c=1")), 101
+        1, T0, "10.0.0.7", "/ws", "", "ws://up/ws", (("User-Agent", "ua"), ("Cookie", "c=1")), 101
     )
     frames = [
-        Frame(7, T0 + 1, "c2s", "text", b"hi"),
-        Frame(7, T0 + 2, "s2c", "ping", b""),
-        Frame(7, T0 + 40, "s2c", "close", b"\x0f\xa0idle", 4000, "idle"),
+        whole_frame(1, T0 + 1, "c2s", "text", b"hi"),
+        whole_frame(1, T0 + 2, "s2c", "ping", b""),
+        whole_frame(1, T0 + 40, "s2c", "close", b"\x0f\xa0idle", close_code=4000),
     ]
-    closed = SessionClosed(7, T0 + 40, 4000, "idle", "server", False)
-    summary = summarize(opened, frames, closed)
-    assert summary.last_frame_at == T0 + 2 == summarize(opened, frames).last_frame_at
-    assert summary.user_agent == "ua" and summary.cookie_hash
+    closed = SessionClosed(1, T0 + 40, 4000, "idle", "server", False, 1, 2, 2, 6, T0 + 2)
+    writer = RecordingWriter(
+        tmp_path / "r.db", redactor=Redactor(), max_payload=100, listen="test", upstream="x"
+    )
+    writer.open()
+    for event in (opened, *frames, closed):
+        writer.handle(event)
+    writer.close()
+    with Recording(tmp_path / "r.db") as recording:
+        (summary,) = recording.summaries()
+        assert summary.last_frame_at == T0 + 2
+        assert summary.user_agent == "ua" and summary.cookie_hash
+        assert [m.opcode for m in recording.messages(1)] == ["text", "ping", "close"]
     verdicts, _ = classify_all([summary])
     assert verdicts[0].category == "idle_timeout"
     assert "38.0 s without a frame" in verdicts[0].explanation

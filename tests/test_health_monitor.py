@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from sentinel_ws_proxy.cli import cli
 from sentinel_ws_proxy.demo.server import Behaviour, DemoBackend
-from sentinel_ws_proxy.events import Frame, SessionClosed, SessionOpened
+from sentinel_ws_proxy.events import SessionClosed, SessionOpened, whole_frame
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
 from tests.conftest import running_proxy, serve_app, within
@@ -138,7 +138,7 @@ def write_recording(db: Path, endings: list[tuple[int, int | None, str | None, b
             SessionOpened(sid, t + i, "10.0.0.1", "/ws", "", "ws://u/ws", headers, status)
         )
         if status == 101:
-            writer.handle(Frame(sid, t + i + 0.1, "s2c", "text", b"hi"))
+            writer.handle(whole_frame(sid, t + i + 0.1, "s2c", "text", b"hi"))
         writer.handle(
             SessionClosed(sid, t + i + 0.5, code, None, by, clean, 0, 1, 0, 2, t + i + 0.1)
         )

@@ -308,8 +308,9 @@ def test_jsonl_export(recording, tmp_path):
     sid = ids_by_agent(recording)["clean"][0]
     result = run("export", str(sid), "--format", "jsonl", db=recording)
     lines = [json.loads(line) for line in result.output.splitlines()]
-    assert lines[0]["event"] == "session" and lines[0]["id"] == sid
-    assert [line["opcode"] for line in lines[1:]] == ["text", "text", "close", "close"]
+    assert [line["table"] for line in lines] == ["runs", "sessions"] + ["frames"] * 4
+    assert lines[1]["id"] == sid and isinstance(lines[1]["request_headers"], dict)
+    assert [line["opcode"] for line in lines[2:]] == ["text", "text", "close", "close"]
 
 
 def test_devtools_har_imports_and_classifies(tmp_path):

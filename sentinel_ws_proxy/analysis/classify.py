@@ -1,19 +1,18 @@
 """Per-session verdicts: which of a fixed set of categories a session falls in, and why.
 
-Pure functions over session summaries (built from a recording's rows or from
-live events alike), so `failures`, `health --db` and `monitor` agree.
+Pure functions over session rows (read from a recording, or built from live
+events), so `failures`, `health --db` and `monitor` agree.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sentinel_ws_proxy.events import Frame, SessionClosed, SessionOpened
 from sentinel_ws_proxy.protocol import close_code_name
-from sentinel_ws_proxy.recording.redact import client_fingerprint
+from sentinel_ws_proxy.recording.schema import SessionRow
 
 # The names are part of the JSON interface.
 CATEGORIES = (
@@ -38,49 +37,6 @@ NOT_FAILURES = frozenset({"clean", "open", "proxy_shutdown", "injected"})
 
 DEFAULT_RECONNECT_WINDOW = 10.0
 DEFAULT_IDLE_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSummary:
-    """What classification needs to know about one session."""
-
-    id: int
-    started_at: float
-    path: str
-    handshake_status: int
-    client_addr: str = ""
-    ended_at: float | None = None
-    error: str | None = None
-    close_code: int | None = None
-    close_reason: str | None = None
-    closed_by: str | None = None
-    clean: bool = False
-    frames_c2s: int = 0
-    frames_s2c: int = 0
-    last_frame_at: float | None = None
-    user_agent: str | None = None
-    cookie_hash: str | None = None
-    run_id: int | None = None
-    fault_id: int | None = None  # set when an injected fault refused or ended it
-
-    @property
-    def client_key(self) -> tuple[str, str, str]:
-        """ "The same client": remote address, User-Agent, and cookie when present."""
-        return (self.client_addr, self.user_agent or "", self.cookie_hash or "")
-
-    @property
-    def accepted(self) -> bool:
-        return self.handshake_status == 101
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.ended_at is None else self.ended_at - self.started_at
-
-    @property
-    def idle_before_close(self) -> float | None:
-        if self.ended_at is None:
-            return None
-        return self.ended_at - (self.last_frame_at or self.started_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,50 +77,15 @@ def _percentile(values: Sequence[float], pct: float) -> float | None:
     return values[int(rank) - 1]
 
 
-def summarize(
-    opened: SessionOpened,
-    frames: Iterable[Frame] = (),
-    closed: SessionClosed | None = None,
-    *,
-    salt: bytes = b"",
-) -> SessionSummary:
-    """A summary from live events (the recorder's rows give the same fields)."""
-    headers = {k.lower(): v for k, v in opened.request_headers}
-    last_frame_at = None
-    counts = {"c2s": 0, "s2c": 0}
-    for frame in frames:
-        counts[frame.direction] += 1
-        if frame.opcode != "close":
-            last_frame_at = frame.ts
-    return SessionSummary(
-        id=opened.session_id,
-        started_at=opened.ts,
-        path=opened.path,
-        handshake_status=opened.handshake_status,
-        client_addr=opened.client_addr,
-        ended_at=closed.ts if closed else None,
-        error=opened.error,
-        close_code=closed.close_code if closed else None,
-        close_reason=closed.close_reason if closed else None,
-        closed_by=closed.closed_by if closed else None,
-        clean=bool(closed and closed.clean),
-        frames_c2s=max(counts["c2s"], closed.frames_c2s if closed else 0),
-        frames_s2c=max(counts["s2c"], closed.frames_s2c if closed else 0),
-        last_frame_at=last_frame_at or (closed.last_frame_at if closed else None),
-        user_agent=headers.get("user-agent"),
-        cookie_hash=client_fingerprint(salt, headers.get("cookie")),
-    )
-
-
-def _is_client_disconnect(s: SessionSummary) -> bool:
+def _is_client_disconnect(s: SessionRow) -> bool:
     """The client went away: 1001 going away, or its TCP connection dropped."""
     return s.accepted and s.closed_by == "client" and s.close_code in (1001, 1006)
 
 
-def reconnect_gaps(sessions: Sequence[SessionSummary]) -> dict[int, tuple[float, str] | None]:
+def reconnect_gaps(sessions: Sequence[SessionRow]) -> dict[int, tuple[float, str] | None]:
     """For each client-side disconnect: (gap, path) of the same client's next accepted
     connection, or None if it never came back."""
-    accepted: dict[tuple[str, str, str], list[SessionSummary]] = defaultdict(list)
+    accepted: dict[tuple[str, str, str], list[SessionRow]] = defaultdict(list)
     for s in sessions:
         if s.accepted:
             accepted[s.client_key].append(s)
@@ -190,7 +111,7 @@ def reconnect_gaps(sessions: Sequence[SessionSummary]) -> dict[int, tuple[float,
 
 
 def classify(
-    s: SessionSummary,
+    s: SessionRow,
     reconnect: tuple[float, str] | None = None,
     *,
     reconnect_window: float = DEFAULT_RECONNECT_WINDOW,
@@ -203,7 +124,7 @@ def classify(
 
 
 def _category(
-    s: SessionSummary,
+    s: SessionRow,
     reconnect: tuple[float, str] | None,
     window: float,
     idle_timeout: float,
@@ -241,7 +162,7 @@ def _category(
     return "other", said
 
 
-def _handshake_category(s: SessionSummary) -> tuple[str, str]:
+def _handshake_category(s: SessionRow) -> tuple[str, str]:
     status = s.handshake_status
     detail = f" ({s.error})" if s.error else ""
     if status in (401, 403):
@@ -256,7 +177,7 @@ def _handshake_category(s: SessionSummary) -> tuple[str, str]:
 
 
 def _client_disconnect(
-    s: SessionSummary, reconnect: tuple[float, str] | None, window: float
+    s: SessionRow, reconnect: tuple[float, str] | None, window: float
 ) -> tuple[str, str]:
     how = (
         "closed with 1001 going away"
@@ -276,7 +197,7 @@ def _client_disconnect(
     return "client_gone", f"the client {how} and did not reconnect"
 
 
-def _close_words(s: SessionSummary) -> str:
+def _close_words(s: SessionRow) -> str:
     who = s.closed_by or "nobody recorded"
     code = s.close_code
     words = f"closed by {who} with {code} {close_code_name(code)}" if code else f"closed by {who}"
@@ -285,12 +206,12 @@ def _close_words(s: SessionSummary) -> str:
     return words
 
 
-def _secs(s: SessionSummary) -> str:
+def _secs(s: SessionRow) -> str:
     return "?" if s.duration is None else f"{s.duration:.1f} s"
 
 
 def classify_all(
-    sessions: Sequence[SessionSummary],
+    sessions: Sequence[SessionRow],
     *,
     reconnect_window: float = DEFAULT_RECONNECT_WINDOW,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,

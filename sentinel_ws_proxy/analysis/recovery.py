@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sentinel_ws_proxy.analysis.classify import SessionSummary
+from sentinel_ws_proxy.recording.schema import SessionRow
 
 GROWTH = 1.3  # a gap at least this much longer than the one before counts as growing
 SAME = 0.15  # gaps within 15% of each other count as the same
@@ -39,8 +39,8 @@ def describe_backoff(gaps: Sequence[float]) -> dict[str, Any]:
     return {"pattern": pattern, "capped_at": capped_at}
 
 
-def recovery(sessions: Sequence[SessionSummary]) -> list[dict[str, Any]]:
-    by_client: dict[tuple[str, str, str], list[SessionSummary]] = defaultdict(list)
+def recovery(sessions: Sequence[SessionRow]) -> list[dict[str, Any]]:
+    by_client: dict[tuple[str, str, str], list[SessionRow]] = defaultdict(list)
     for s in sorted(sessions, key=lambda s: (s.started_at, s.id)):
         by_client[s.client_key].append(s)
     incidents = []

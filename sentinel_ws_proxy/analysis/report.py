@@ -14,12 +14,12 @@ from sentinel_ws_proxy.analysis.classify import (
     DEFAULT_RECONNECT_WINDOW,
     NOT_FAILURES,
     Reconnects,
-    SessionSummary,
     Verdict,
     classify_all,
 )
 from sentinel_ws_proxy.analysis.recovery import recovery
 from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.schema import SessionRow
 
 EXAMPLES = 5
 
@@ -37,11 +37,11 @@ class Window:
 
 @dataclass
 class Classified:
-    summaries: list[SessionSummary]
+    summaries: list[SessionRow]
     verdicts: list[Verdict]
     reconnects: Reconnects
 
-    def pairs(self) -> list[tuple[SessionSummary, Verdict]]:
+    def pairs(self) -> list[tuple[SessionRow, Verdict]]:
         return list(zip(self.summaries, self.verdicts, strict=False))
 
 
@@ -63,7 +63,7 @@ def select_sessions(
     path_glob: str | None = None,
     client: str | None = None,
     limit: int | None = None,
-) -> list[tuple[SessionSummary, Verdict]]:
+) -> list[tuple[SessionRow, Verdict]]:
     """The matching sessions in time order; with a limit, the most recent ones."""
     chosen = [
         (s, v)

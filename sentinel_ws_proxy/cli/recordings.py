@@ -34,13 +34,20 @@ from sentinel_ws_proxy.proxy.config import (
     ConfigError,
     parse_size,
 )
-from sentinel_ws_proxy.recording.har import export_har, export_jsonl, import_har
+from sentinel_ws_proxy.recording.har import export_har, import_har
+from sentinel_ws_proxy.recording.jsonrows import row_to_json
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.sql import run_query
+from sentinel_ws_proxy.recording.transfer import (
+    append_tables,
+    export_tables,
+    from_jsonl,
+    to_jsonl,
+)
 from sentinel_ws_proxy.render import (
     failures_report,
-    frame_json,
     jsonable,
+    message_json,
     result_table,
     session_json,
     sessions_table,
@@ -110,7 +117,7 @@ def sessions(
     if not shown:
         out.print(f"No matching sessions in {db}.")
         return
-    sessions_table(out, shown, {i: (r["bytes_c2s"], r["bytes_s2c"]) for i, r in rows.items()})
+    sessions_table(out, shown, {i: (r.bytes_c2s, r.bytes_s2c) for i, r in rows.items()})
     if len(shown) < len(matching):
         out.print(
             f"[dim]Showing the last {len(shown)} of {len(matching)} matching sessions; "
@@ -122,35 +129,47 @@ def sessions(
 @click.argument("session_id", type=int)
 @db_option
 @click.option("--payloads", is_flag=True, help="Show whole payloads (JSON pretty-printed).")
+@click.option(
+    "--frames",
+    "wire_frames",
+    is_flag=True,
+    help="List wire frames (fin, RSV bits, masking, fragments) instead of whole messages.",
+)
 @with_options(window_options)
 @json_option
 def show(
     session_id: int,
     db: Path,
     payloads: bool,
+    wire_frames: bool,
     reconnect_window: float,
     idle_timeout: float,
     as_json: bool,
 ) -> None:
-    """Show one session: handshake, frame timeline, close and verdict."""
+    """Show one session: handshake, message timeline, close and verdict.
+
+    Fragmented messages are shown joined, with their number of frames;
+    --frames lists the wire frames as they crossed the proxy.
+    """
     window = make_window(None, None, None, reconnect_window, idle_timeout)
     with open_recording(db) as recording:
         try:
             row = recording.session_row(session_id)
         except RecordingError as exc:
             fail(str(exc))
-        frames = recording.frame_rows(session_id)
+        messages = recording.messages(session_id)
         classified = classify_recording(recording, window)
     verdict = next(v for v in classified.verdicts if v.session_id == session_id)
     if as_json:
         print_json(
             {
                 "session": session_json(row, verdict),
-                "frames": [frame_json(f) for f in frames],
+                "messages": [message_json(m) for m in messages],
+                "frames": [row_to_json(f) for m in messages for f in m.frames],
             }
         )
         return
-    show_session(console(), row, frames, verdict, payloads=payloads)
+    show_session(console(), row, messages, verdict, payloads=payloads, wire_frames=wire_frames)
 
 
 @cli.command()
@@ -218,7 +237,7 @@ def sql(query: str, db: Path, as_json: bool, as_csv: bool) -> None:
 
 
 @cli.command()
-@click.argument("session_ids", type=int, nargs=-1, required=True, metavar="SESSION_ID...")
+@click.argument("session_ids", type=int, nargs=-1, metavar="[SESSION_ID]...")
 @db_option
 @click.option(
     "--format",
@@ -235,13 +254,24 @@ def sql(query: str, db: Path, as_json: bool, as_csv: bool) -> None:
     help="Write here, not stdout.",
 )
 def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None) -> None:
-    """Export sessions as HAR (with WebSocket messages) or JSONL."""
+    """Export sessions (all of them when none is named) as HAR or JSONL.
+
+    Both carry every recorded column, so `sentinel-ws import` of the file gives
+    the same recording back; the runs and faults the sessions refer to come
+    along (and, for a whole recording, its HTTP requests too).
+
+    \b
+    Examples:
+      sentinel-ws export 7 -o session7.har       # open it in DevTools: Network, Import HAR
+      sentinel-ws export --format jsonl > all.jsonl
+    """
+    chosen = list(session_ids) or None
     with open_recording(db) as recording:
         try:
             if fmt == "har":
-                text = json.dumps(export_har(recording, session_ids), indent=2, ensure_ascii=False)
+                text = json.dumps(export_har(recording, chosen), indent=2, ensure_ascii=False)
             else:
-                text = "\n".join(export_jsonl(recording, session_ids))
+                text = "\n".join(to_jsonl(export_tables(recording, chosen)))
         except RecordingError as exc:
             fail(str(exc))
     if output is None:
@@ -251,11 +281,12 @@ def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None
         output.write_text(text + "\n", encoding="utf-8")
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
-    click.echo(f"Wrote {len(session_ids)} sessions to {output}", err=True)
+    what = f"{len(session_ids)} sessions" if session_ids else "the whole recording"
+    click.echo(f"Wrote {what} to {output}", err=True)
 
 
 @cli.command("import")
-@click.argument("har_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--db",
     default=DEFAULT_DB,
@@ -265,20 +296,32 @@ def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None
 )
 @click.option("--no-redact", is_flag=True, help="Keep Cookie, Authorization and token values.")
 @click.option("--max-payload", default="64K", show_default=True, metavar="SIZE")
-def import_(har_file: Path, db: Path, no_redact: bool, max_payload: str) -> None:
-    """Import the WebSocket entries of a HAR file (from Chrome DevTools or our export).
+def import_(source: Path, db: Path, no_redact: bool, max_payload: str) -> None:
+    """Import a HAR file (Chrome DevTools, Playwright, or our export) or our JSONL export.
 
-    Each entry becomes a session with its frames, so every other command works
-    on a capture made in the browser. Credentials are redacted as in the proxy.
+    A browser's WebSocket entries become sessions with their messages, so
+    every other command works on a capture made in the browser; credentials
+    are redacted as in the proxy. Our own HAR and JSONL exports come back
+    exactly as they were recorded, appended after what the recording holds.
     """
     try:
-        run_id, count, frames = import_har(
-            har_file,
-            db,
-            redactor=Redactor.build(not no_redact),
-            max_payload=parse_size(max_payload, "--max-payload"),
-        )
+        if source.suffix.lower() == ".jsonl":
+            try:
+                lines = source.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise RecordingError(f"cannot read {source}: {exc}") from None
+            tables = from_jsonl(lines, str(source))
+            append_tables(db, tables)
+            count, frames = tables.count("sessions"), tables.count("frames")
+        else:
+            done = import_har(
+                source,
+                db,
+                redactor=Redactor.build(not no_redact),
+                max_payload=parse_size(max_payload, "--max-payload"),
+            )
+            count, frames = done.sessions, done.frames
     except (RecordingError, ConfigError) as exc:
         fail(str(exc))
         return
-    click.echo(f"Imported {count} WebSocket sessions ({frames} frames) into {db} as run {run_id}")
+    click.echo(f"Imported {count} WebSocket sessions ({frames} frames) into {db}")

@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 from websockets.asyncio.client import ClientConnection
 
-from sentinel_ws_proxy.analysis.classify import SessionSummary, classify_all
+from sentinel_ws_proxy.analysis.classify import classify_all
 from sentinel_ws_proxy.analysis.report import Window, classify_recording
 from sentinel_ws_proxy.diagnostics.health import (
     DIAGNOSTICS_PATH,
@@ -43,6 +43,7 @@ from sentinel_ws_proxy.diagnostics.health import (
 from sentinel_ws_proxy.diagnostics.test_client import USER_AGENT, describe_failure
 from sentinel_ws_proxy.protocol import close_code_name
 from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.schema import SessionRow
 from sentinel_ws_proxy.render import CATEGORY_STYLE
 from sentinel_ws_proxy.timefmt import seconds, size
 
@@ -456,7 +457,7 @@ class ReplayMonitor:
         # A finished replay stops its clock at the last thing that happened.
         s.clock = self._last_event if s.finished else until
 
-    def _open(self, summary: SessionSummary) -> None:
+    def _open(self, summary: SessionRow) -> None:
         s = self.state
         s.sessions_seen += 1
         if summary.accepted:

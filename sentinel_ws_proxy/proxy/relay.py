@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
-from sentinel_ws_proxy.events import ClosedBy, Direction, Event, Frame, SessionClosed
+from sentinel_ws_proxy.events import ClosedBy, Direction, Event, Frame, SessionClosed, whole_frame
 from sentinel_ws_proxy.protocol import (
     ABNORMAL,
     GOING_AWAY,
@@ -78,6 +78,7 @@ class Relay:
         self._emit = emit
         self._close_timeout = close_timeout
         self._recorder = recorder
+        self._max_payload = recorder.max_payload if recorder is not None else 1 << 62
         self._faults = faults
         self.watch_messages = False  # a fault waits for a number of messages
         self.stalled: dict[Direction, int] = {}  # direction -> the fault holding it back
@@ -164,7 +165,7 @@ class Relay:
         source = self._ws[side]
         sink = self._ws[_OTHER[side]]
         direction = _FROM[side]
-        emit, sid, recorder, faults = self._emit, self.session_id, self._recorder, self._faults
+        emit, recorder, faults = self._emit, self._recorder, self._faults
         while True:
             msg = await source.receive()
             opcode = _OPCODES.get(msg.type)
@@ -175,7 +176,7 @@ class Relay:
                     if await self._faulted(direction, opcode, data, now):
                         continue
                 else:
-                    emit(Frame(sid, now, direction, opcode, data))  # type: ignore[arg-type]
+                    emit(self._frame(direction, opcode, data, now))
                 self.frames[direction] += 1
                 self.bytes[direction] += len(data)
                 self.last_activity = self.last_frame_at = now
@@ -201,23 +202,43 @@ class Relay:
         """Record the frame as a fault touched it; True when it must not be forwarded."""
         stalled_by = self.stalled.get(direction)
         if stalled_by is not None:
-            frame = Frame(self.session_id, now, direction, opcode, data)  # type: ignore[arg-type]
+            frame = self._frame(direction, opcode, data, now)
             self._emit(frame._replace(fault_id=stalled_by, fault_action="stalled"))
             self._count(direction, data, now)
             return True
         decision = self._faults.on_frame(self, direction, data) if self._faults else None
         if decision is None:
-            self._emit(Frame(self.session_id, now, direction, opcode, data))  # type: ignore[arg-type]
+            self._emit(self._frame(direction, opcode, data, now))
             return False
         action, fault_id, delay = decision
         kind = "dropped" if action == "drop" else "delayed"
-        frame = Frame(self.session_id, now, direction, opcode, data)  # type: ignore[arg-type]
+        frame = self._frame(direction, opcode, data, now)
         self._emit(frame._replace(fault_id=fault_id, fault_action=kind))
         if action == "drop":
             self._count(direction, data, now)
             return True
         await asyncio.sleep(delay)  # later frames wait behind it, as on a slow link
         return False
+
+    def _frame(
+        self,
+        direction: Direction,
+        opcode: str,
+        data: bytes,
+        now: float,
+        code: int | None = None,
+        reason: str | None = None,
+    ) -> Frame:
+        return whole_frame(
+            self.session_id,
+            now,
+            direction,
+            opcode,
+            data,
+            max_payload=self._max_payload,
+            close_code=code,
+            close_reason=reason,
+        )
 
     def _count(self, direction: Direction, data: bytes, now: float) -> None:
         self.frames[direction] += 1
@@ -239,7 +260,7 @@ class Relay:
         # parser being broken, closed the TCP connection without reading a
         # reply: the leg is over, but not cleanly.
         reason = str(exc)
-        self._record(_TO[side], exc.code, "")  # aiohttp sends the code alone
+        self._record(_TO[side], exc.code, "", "proxy")  # aiohttp sends the code alone
         self._sent_close.add(side)
         self._got_close.add(side)
         self._unclean = True
@@ -263,16 +284,19 @@ class Relay:
             return
         self._sent_close.add(side)
         if record:
-            self._record(_TO[side], code, reason)
+            self._record(_TO[side], code, reason, "proxy")
         try:
             await self._ws[side].send_frame(close_payload(code, reason), WSMsgType.CLOSE)
         except ConnectionError:
             self._on_lost(side)
 
-    def _record(self, direction: Direction, code: int, reason: str) -> None:
+    def _record(
+        self, direction: Direction, code: int, reason: str, source: str | None = None
+    ) -> None:
         payload = close_payload(code, reason)
         now = time.time()
-        self._emit(Frame(self.session_id, now, direction, "close", payload, code, reason))
+        frame = self._frame(direction, "close", payload, now, code, reason)
+        self._emit(frame._replace(source=source) if source else frame)
         self.frames[direction] += 1
         self.bytes[direction] += len(payload)
         self.last_activity = now

@@ -188,9 +188,7 @@ class Proxy:
 
     def _inject_rejection(self, opened: dict, fault_id: int, spec: FaultSpec) -> web.Response:
         error = f"refused by fault {fault_id} ({spec.text})"
-        self.emit(
-            SessionOpened(**opened, handshake_status=spec.status, error=error, fault_id=fault_id)
-        )
+        self.emit(SessionOpened(**opened, handshake_status=spec.status, error=error))
         self.emit(
             SessionClosed(
                 opened["session_id"], time.time(), None, None, "proxy", False, fault_id=fault_id

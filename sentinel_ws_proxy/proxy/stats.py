@@ -23,7 +23,7 @@ class LiveStats:
     def handle(self, event: Event) -> None:
         if isinstance(event, Frame):
             self.frames[event.direction] += 1
-            self.bytes[event.direction] += len(event.payload)
+            self.bytes[event.direction] += event.size
             if event.direction == "s2c" and event.opcode in ("text", "binary"):
                 self.events_broadcast += 1
                 self.last_event_time = event.ts

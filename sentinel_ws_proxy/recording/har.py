@@ -15,7 +15,8 @@ import base64
 import binascii
 import json
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http import HTTPStatus
 from pathlib import Path
@@ -23,10 +24,25 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sentinel_ws_proxy import __version__
-from sentinel_ws_proxy.events import Event, Frame, SessionClosed, SessionOpened
-from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.events import (
+    Direction,
+    Event,
+    Frame,
+    SessionClosed,
+    SessionOpened,
+    whole_frame,
+)
+from sentinel_ws_proxy.recording.jsonrows import row_from_json, row_to_json
+from sentinel_ws_proxy.recording.reader import Message, Recording, as_bytes, join_messages
 from sentinel_ws_proxy.recording.redact import Redactor
-from sentinel_ws_proxy.recording.schema import RecordingError
+from sentinel_ws_proxy.recording.schema import (
+    ROW_TYPE,
+    SCHEMA_VERSION,
+    FrameRow,
+    RecordingError,
+    SessionRow,
+)
+from sentinel_ws_proxy.recording.transfer import Tables, append_tables, export_tables
 from sentinel_ws_proxy.recording.writer import RecordingWriter
 
 OPCODE_NUMBERS = {"text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
@@ -41,12 +57,6 @@ class HarError(RecordingError):
 def _iso(ts: float) -> str:
     moment = datetime.fromtimestamp(ts, timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _raw(value: str | bytes | None) -> bytes:
-    if value is None:
-        return b""
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
 def _har_headers(headers_json: str | None) -> list[dict[str, str]]:
@@ -64,44 +74,55 @@ def _content(body: bytes, mime: str) -> dict[str, Any]:
     return content
 
 
-def _message(frame: dict[str, Any]) -> dict[str, Any]:
-    payload = _raw(frame["payload"])
-    opcode = OPCODE_NUMBERS[frame["opcode"]]
-    if opcode == 1 and isinstance(frame["payload"], str):
-        data = frame["payload"]
-    else:
-        data = base64.b64encode(payload).decode("ascii")
+def _opcode_number(opcode: str) -> int:
+    if opcode.startswith("reserved-"):
+        return int(opcode.removeprefix("reserved-"))
+    return OPCODE_NUMBERS.get(opcode, 0)
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A DevTools message; its wire frames ride along in `_sentinel` for the way back."""
+    opcode = _opcode_number(message.opcode)
+    payload = message.payload
+    text = opcode == 1 and isinstance(payload, str)
+    data = payload if text else base64.b64encode(as_bytes(payload)).decode("ascii")
+    frames = []
+    for f in message.frames:
+        row = row_to_json(f)
+        # A lone frame's payload is the message's data; keep it only where that would not say.
+        if len(message.frames) == 1 and isinstance(f.payload, str) == text:
+            del row["payload"]
+        frames.append(row)
     return {
-        "type": "send" if frame["direction"] == "c2s" else "receive",
-        "time": frame["ts"],
+        "type": "send" if message.direction == "c2s" else "receive",
+        "time": message.ts,
         "opcode": opcode,
         "data": data,
+        "_sentinel": {"frames": frames},
     }
 
 
-def har_entry(row: dict[str, Any], frames: list[dict[str, Any]]) -> dict[str, Any]:
-    request_headers = json.loads(row["request_headers"] or "{}")
-    response_headers = json.loads(row["response_headers"] or "{}")
-    host = request_headers.get("host") or urlsplit(row["upstream_url"] or "").netloc
-    query = f"?{row['query']}" if row["query"] else ""
-    status = row["handshake_status"]
+def har_entry(row: SessionRow, messages: list[Message]) -> dict[str, Any]:
+    request_headers = json.loads(row.request_headers or "{}")
+    response_headers = json.loads(row.response_headers or "{}")
+    host = request_headers.get("host") or urlsplit(row.upstream_url or "").netloc
+    query = f"?{row.query}" if row.query else ""
+    status = row.handshake_status or 0
     try:
         status_text = HTTPStatus(status).phrase
     except ValueError:
         status_text = ""
-    body = _raw(row["handshake_body"])
-    ended = row["ended_at"]
+    body = as_bytes(row.handshake_body)
+    started = row.started_at or 0.0
     return {
-        "startedDateTime": _iso(row["started_at"]),
-        "time": 0 if ended is None else round((ended - row["started_at"]) * 1000, 3),
+        "startedDateTime": _iso(started),
+        "time": 0 if row.duration is None else round(row.duration * 1000, 3),
         "request": {
             "method": "GET",
-            "url": f"ws://{host}{row['path']}{query}",
+            "url": f"ws://{host}{row.path}{query}",
             "httpVersion": "HTTP/1.1",
-            "headers": _har_headers(row["request_headers"]),
-            "queryString": [
-                {"name": k, "value": v} for k, v in parse_qsl(row["query"] or "", True)
-            ],
+            "headers": _har_headers(row.request_headers),
+            "queryString": [{"name": k, "value": v} for k, v in parse_qsl(row.query or "", True)],
             "cookies": [],
             "headersSize": -1,
             "bodySize": 0,
@@ -110,7 +131,7 @@ def har_entry(row: dict[str, Any], frames: list[dict[str, Any]]) -> dict[str, An
             "status": status,
             "statusText": status_text,
             "httpVersion": "HTTP/1.1",
-            "headers": _har_headers(row["response_headers"]),
+            "headers": _har_headers(row.response_headers),
             "cookies": [],
             "content": _content(body, response_headers.get("content-type", "")),
             "redirectURL": response_headers.get("location", ""),
@@ -120,58 +141,34 @@ def har_entry(row: dict[str, Any], frames: list[dict[str, Any]]) -> dict[str, An
         "cache": {},
         "timings": {"send": 0, "wait": 0, "receive": 0},
         "_resourceType": "websocket",
-        "_webSocketMessages": [_message(f) for f in frames],
-        "_sentinel": {
-            "session_id": row["id"],
-            "started_at": row["started_at"],  # startedDateTime keeps only milliseconds
-            "client_addr": row["client_addr"],
-            "upstream_url": row["upstream_url"],
-            "subprotocol": row["subprotocol"],
-            "error": row["error"],
-            "ended_at": ended,
-            "close_code": row["close_code"],
-            "close_reason": row["close_reason"],
-            "closed_by": row["closed_by"],
-            "clean": bool(row["clean"]),
-            "truncated_messages": [i for i, f in enumerate(frames) if f["truncated"]],
-        },
+        "_webSocketMessages": [_message(m) for m in messages],
+        # Everything HAR has no field for, exactly as recorded: the way back is exact.
+        "_sentinel": {"session": row_to_json(row)},
     }
 
 
-def export_har(recording: Recording, session_ids: Iterable[int]) -> dict[str, Any]:
-    entries = [
-        har_entry(recording.session_row(sid), recording.frame_rows(sid)) for sid in session_ids
-    ]
+def export_har(recording: Recording, session_ids: Sequence[int] | None) -> dict[str, Any]:
+    """The sessions as a HAR log; the rows they refer to travel in `log._sentinel`."""
+    tables = export_tables(recording, session_ids)
+    frames: dict[int, list[FrameRow]] = {}
+    for f in tables.rows["frames"]:
+        frames.setdefault(f.session_id, []).append(f)
+    entries = [har_entry(s, join_messages(frames.get(s.id, []))) for s in tables.rows["sessions"]]
     return {
         "log": {
             "version": "1.2",
             "creator": {"name": "sentinel-ws", "version": __version__},
             "pages": [],
             "entries": entries,
+            "_sentinel": {
+                "schema_version": SCHEMA_VERSION,
+                **{
+                    table: [row_to_json(r) for r in tables.rows[table]]
+                    for table in ("runs", "faults", "fault_events", "http_requests")
+                },
+            },
         }
     }
-
-
-def export_jsonl(recording: Recording, session_ids: Iterable[int]) -> Iterator[str]:
-    """One JSON object per line: each session's row, then its frames, in recorded order."""
-    for sid in session_ids:
-        row = recording.session_row(sid)
-        yield json.dumps({"event": "session", **_plain(row)}, ensure_ascii=False)
-        for frame in recording.frame_rows(sid):
-            yield json.dumps({"event": "frame", **_plain(frame)}, ensure_ascii=False)
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, bytes):
-            out[key] = base64.b64encode(value).decode("ascii")
-            out[f"{key}_encoding"] = "base64"
-        elif key.endswith("_headers") and isinstance(value, str):
-            out[key] = json.loads(value)
-        else:
-            out[key] = value
-    return out
 
 
 # -- import ------------------------------------------------------------------
@@ -211,8 +208,7 @@ def _is_websocket(entry: dict[str, Any]) -> bool:
 def har_events(entry: dict[str, Any], session_id: int) -> list[Event]:
     """The events of one HAR WebSocket entry; raises ValueError/KeyError/TypeError if malformed."""
     request, response = entry["request"], entry.get("response") or {}
-    extra = entry.get("_sentinel") or {}
-    started = extra.get("started_at") or _parse_started(entry.get("startedDateTime"))
+    started = _parse_started(entry.get("startedDateTime"))
     url = urlsplit(request["url"])
     status = int(response.get("status") or 0)
     content = response.get("content") or {}
@@ -224,16 +220,14 @@ def har_events(entry: dict[str, Any], session_id: int) -> list[Event]:
         SessionOpened(
             session_id=session_id,
             ts=started,
-            client_addr=extra.get("client_addr") or "",
+            client_addr="",
             path=url.path or "/",
             query=url.query,
-            upstream_url=extra.get("upstream_url") or request["url"],
+            upstream_url=request["url"],
             request_headers=tuple((h["name"], h["value"]) for h in request.get("headers", [])),
             handshake_status=status,
             response_headers=tuple((h["name"], h["value"]) for h in response.get("headers", [])),
             handshake_body=body_bytes,
-            subprotocol=extra.get("subprotocol"),
-            error=extra.get("error"),
         )
     ]
     frames: list[Frame] = []
@@ -248,41 +242,33 @@ def har_events(entry: dict[str, Any], session_id: int) -> list[Event]:
         if opcode == 8:
             code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
             reason = payload[2:].decode("utf-8", "replace")
+        direction: Direction = "c2s" if kind == "send" else "s2c"
         frames.append(
-            Frame(
+            whole_frame(
                 session_id,
                 _seconds(message["time"]),
-                "c2s" if kind == "send" else "s2c",
-                OPCODE_NAMES[opcode],  # type: ignore[arg-type]
+                direction,
+                OPCODE_NAMES[opcode],
                 payload,
-                code,
-                reason,
+                message=len(frames) + 1,
+                close_code=code,
+                close_reason=reason,
             )
         )
     events.extend(frames)
-    events.append(_closed(session_id, started, frames, extra, status))
+    events.append(_closed(session_id, started, frames, status))
     return events
 
 
-def _closed(
-    session_id: int, started: float, frames: list[Frame], extra: dict[str, Any], status: int
-) -> SessionClosed:
+def _closed(session_id: int, started: float, frames: list[Frame], status: int) -> SessionClosed:
     count = {"c2s": 0, "s2c": 0}
     size = {"c2s": 0, "s2c": 0}
     for f in frames:
         count[f.direction] += 1
-        size[f.direction] += len(f.payload)
+        size[f.direction] += f.size
     data_times = [f.ts for f in frames if f.opcode != "close"]
     closes = [f for f in frames if f.opcode == "close"]
-    if "closed_by" in extra:
-        code, reason, by, clean = (
-            extra.get("close_code"),
-            extra.get("close_reason"),
-            extra.get("closed_by"),
-            bool(extra.get("clean")),
-        )
-        ended = extra.get("ended_at") or (frames[-1].ts if frames else started)
-    elif closes:
+    if closes:
         first = closes[0]
         code, reason = first.close_code, first.close_reason
         by = "client" if first.direction == "c2s" else "server"
@@ -310,25 +296,87 @@ def _closed(
     )
 
 
-def read_har(path: Path) -> list[dict[str, Any]]:
-    """The WebSocket entries of a HAR file."""
+def _sentinel_rows(entry: dict[str, Any], into: Tables) -> None:
+    """An entry we exported: its session and wire frames exactly as they were recorded."""
+    session = row_from_json(SessionRow, entry["_sentinel"]["session"])
+    into.rows["sessions"].append(session)
+    for message in entry.get("_webSocketMessages") or []:
+        frames = message["_sentinel"]["frames"]
+        for data in frames:
+            if "payload" not in data:
+                data = {**data, "payload": _message_payload(message)}
+            into.rows["frames"].append(row_from_json(FrameRow, data))
+
+
+def _message_payload(message: dict[str, Any]) -> str | bytes:
+    data = message["data"]
+    return data if message["opcode"] == 1 else base64.b64decode(data)
+
+
+def read_har(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The HAR's log and its WebSocket entries."""
     try:
         har = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise HarError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HarError(f"{path} is not a HAR file: {exc}") from None
-    entries = har.get("log", {}).get("entries") if isinstance(har, dict) else None
+    log = har.get("log") if isinstance(har, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
         raise HarError(f"{path} is not a HAR file: no log.entries list")
-    return [e for e in entries if isinstance(e, dict) and _is_websocket(e)]
+    return log, [e for e in entries if isinstance(e, dict) and _is_websocket(e)]  # type: ignore[union-attr]
 
 
-def import_har(
-    path: Path, db: Path, *, redactor: Redactor, max_payload: int
+@dataclass
+class Imported:
+    sessions: int = 0
+    frames: int = 0
+    runs: list[int] = field(default_factory=list)
+
+
+def import_har(path: Path, db: Path, *, redactor: Redactor, max_payload: int) -> Imported:
+    """Append a HAR file's WebSocket entries to a recording.
+
+    Entries we exported come back exactly, with the runs, faults and HTTP
+    requests that travelled along; a browser's entries are recorded as a new
+    run, redacted as the proxy would.
+    """
+    log, entries = read_har(path)
+    ours, theirs = Tables(), []
+    for index, entry in enumerate(entries):
+        try:
+            if isinstance(entry.get("_sentinel"), dict) and "session" in entry["_sentinel"]:
+                _sentinel_rows(entry, ours)
+            else:
+                theirs.append(entry)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise HarError(
+                f"{path}: entry {index + 1} is not a usable WebSocket entry ({exc})"
+            ) from None
+    extra = log.get("_sentinel") or {}
+    try:
+        for table in ("runs", "faults", "fault_events", "http_requests"):
+            ours.rows[table] = [row_from_json(ROW_TYPE[table], r) for r in extra.get(table, [])]
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise HarError(f"{path}: log._sentinel is not usable ({exc})") from None
+    done = Imported()
+    if ours.count("sessions"):
+        offsets = append_tables(db, ours)
+        done.sessions += ours.count("sessions")
+        done.frames += ours.count("frames")
+        done.runs += [r.id + offsets["runs"] for r in ours.rows["runs"]]
+    if theirs:
+        run_id, sessions, frames = _import_browser_entries(path, db, theirs, redactor, max_payload)
+        done.sessions += sessions
+        done.frames += frames
+        done.runs.append(run_id)
+    return done
+
+
+def _import_browser_entries(
+    path: Path, db: Path, entries: list[dict[str, Any]], redactor: Redactor, max_payload: int
 ) -> tuple[int, int, int]:
-    """Append a HAR file's WebSocket entries to a recording: (run id, sessions, frames)."""
-    entries = read_har(path)
     writer = RecordingWriter(
         db, redactor=redactor, max_payload=max_payload, listen="import", upstream=f"har:{path.name}"
     )

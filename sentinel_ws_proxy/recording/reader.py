@@ -1,54 +1,122 @@
-"""A recording, read back: session summaries, rows, frames, and the events themselves.
+"""A recording, read back as row objects (see schema.py) and whole messages.
 
 Always opened read-only: looking at a recording never changes it, and works
-while a proxy is still writing it (WAL).
+while a proxy is still writing it (WAL). A column that an older file lacks
+reads as None.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sentinel_ws_proxy.analysis.classify import SessionSummary
-from sentinel_ws_proxy.events import Event, Frame, SessionClosed, SessionOpened
-from sentinel_ws_proxy.recording.schema import RecordingError, open_read_only
+from sentinel_ws_proxy.recording.schema import (
+    TABLES,
+    FrameRow,
+    RecordingError,
+    SessionRow,
+    open_read_only,
+    present_columns,
+)
 
-SUMMARY_COLUMNS = (
-    "id", "run_id", "started_at", "ended_at", "client_addr", "path", "handshake_status", "error",
-    "close_code", "close_reason", "closed_by", "clean", "frames_c2s", "frames_s2c",
-    "last_frame_at", "user_agent", "cookie_hash", "fault_id",
-)  # fmt: skip
+# What classifying a session needs; the big columns stay unread.
+SUMMARY_SKIPS = frozenset(
+    {"query", "upstream_url", "request_headers", "response_headers", "handshake_body"}
+)
 
 
-def _summary(row: Sequence[Any]) -> SessionSummary:
-    (sid, run_id, started, ended, client, path, status, error, code, reason, by, clean) = row[:12]
-    return SessionSummary(
-        id=sid,
-        run_id=run_id,
-        started_at=started,
-        ended_at=ended,
-        client_addr=client or "",
-        path=path or "",
-        handshake_status=status,
-        error=error,
-        close_code=code,
-        close_reason=reason,
-        closed_by=by,
-        clean=bool(clean),
-        frames_c2s=row[12] or 0,
-        frames_s2c=row[13] or 0,
-        last_frame_at=row[14],
-        user_agent=row[15],
-        cookie_hash=row[16],
-        fault_id=row[17],
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A whole message: one frame, or a data message's fragments joined in wire order."""
+
+    session_id: int
+    direction: str
+    source: str | None
+    opcode: str
+    ts: float
+    last_ts: float
+    frames: tuple[FrameRow, ...]
+    payload: str | bytes
+    size: int
+    truncated: bool
+
+    @property
+    def id(self) -> int | None:
+        return self.frames[0].id
+
+    @property
+    def close_code(self) -> int | None:
+        return self.frames[0].close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.frames[0].close_reason
+
+    @property
+    def compressed(self) -> bool:
+        return any(f.compressed for f in self.frames)
+
+    @property
+    def forwarded(self) -> bool:
+        return all(f.forwarded is None or f.forwarded for f in self.frames)
+
+    @property
+    def violation(self) -> str | None:
+        found = [f.violation for f in self.frames if f.violation]
+        return "; ".join(found) if found else None
+
+    @property
+    def fault(self) -> tuple[int, str] | None:
+        touched = next((f for f in self.frames if f.fault_action), None)
+        return None if touched is None else (touched.fault_id, touched.fault_action)  # type: ignore[return-value]
+
+    @property
+    def payload_bytes(self) -> bytes:
+        return as_bytes(self.payload)
+
+
+def as_bytes(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def join_messages(frames: Sequence[FrameRow]) -> list[Message]:
+    """Group a session's wire frames into messages, in the order each message began."""
+    groups: dict[tuple[str, int], list[FrameRow]] = {}
+    for f in frames:
+        key = (f.direction or "", f.message if f.message is not None else -(f.id or 0))
+        groups.setdefault(key, []).append(f)
+    return [_message(group) for group in groups.values()]
+
+
+def _message(group: list[FrameRow]) -> Message:
+    first = group[0]
+    opcode = next((f.opcode for f in group if f.opcode != "continuation"), first.opcode)
+    if len(group) == 1:
+        payload = first.payload if first.payload is not None else b""
+    else:
+        joined = b"".join(as_bytes(f.payload) for f in group)
+        payload = joined
+        if opcode == "text":
+            try:
+                payload = joined.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+    return Message(
+        session_id=first.session_id or 0,
+        direction=first.direction or "",
+        source=first.source,
+        opcode=opcode or "",
+        ts=first.ts or 0.0,
+        last_ts=group[-1].ts or 0.0,
+        frames=tuple(group),
+        payload=payload,
+        size=sum(f.size or 0 for f in group),
+        truncated=any(f.truncated for f in group),
     )
-
-
-def _headers(text: str | None) -> tuple[tuple[str, str], ...]:
-    return tuple(json.loads(text).items()) if text else ()
 
 
 class Recording:
@@ -58,11 +126,7 @@ class Recording:
         self.path = path
         self.db = open_read_only(path)
         self.conn: sqlite3.Connection = self.db.conn
-        # A recording from before a column was added reads it as NULL.
-        present = set(self.db["sessions"].columns_dict)
-        self._summary_select = ", ".join(
-            c if c in present else f"NULL AS {c}" for c in SUMMARY_COLUMNS
-        )
+        self._present = {table: present_columns(self.db, table) for table in TABLES}
 
     def __enter__(self) -> Recording:
         return self
@@ -73,13 +137,25 @@ class Recording:
     def close(self) -> None:
         self.conn.close()
 
+    def columns(self, table: str, skip: Iterable[str] = ()) -> str:
+        """The declared columns in order; one the file lacks (or skipped) reads as NULL."""
+        present, skipped = self._present[table], set(skip)
+        return ", ".join(
+            c.name if c.name in present and c.name not in skipped else f"NULL AS {c.name}"
+            for c in TABLES[table]
+        )
+
+    def has_table(self, table: str) -> bool:
+        return bool(self._present.get(table))
+
     def summaries(
         self,
         *,
         since: float | None = None,
         until: float | None = None,
         run_id: int | None = None,
-    ) -> list[SessionSummary]:
+    ) -> list[SessionRow]:
+        """Every session in time order, without its headers and body."""
         where, params = [], []
         if since is not None:
             where.append("started_at >= ?")
@@ -90,96 +166,47 @@ class Recording:
         if run_id is not None:
             where.append("run_id = ?")
             params.append(run_id)
-        sql = f"SELECT {self._summary_select} FROM sessions"
+        sql = f"SELECT {self.columns('sessions', SUMMARY_SKIPS)} FROM sessions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at, id"
-        return [_summary(row) for row in self.conn.execute(sql, params)]
+        return [SessionRow(*row) for row in self.conn.execute(sql, params)]
 
-    def session_rows(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    def session_rows(self, ids: Iterable[int]) -> dict[int, SessionRow]:
         """Whole `sessions` rows by id, fetched in chunks."""
         ids = list(ids)
-        found: dict[int, dict[str, Any]] = {}
+        found: dict[int, SessionRow] = {}
+        select = self.columns("sessions")
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             cursor = self.conn.execute(
-                f"SELECT * FROM sessions WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT {select} FROM sessions WHERE id IN ({','.join('?' * len(chunk))})", chunk
             )
-            names = [d[0] for d in cursor.description]
             for row in cursor:
-                found[row[0]] = dict(zip(names, row, strict=False))
+                found[row[0]] = SessionRow(*row)
         return found
 
-    def session_row(self, session_id: int) -> dict[str, Any]:
+    def session_row(self, session_id: int) -> SessionRow:
         row = self.session_rows([session_id]).get(session_id)
         if row is None:
             raise RecordingError(f"no session {session_id} in {self.path}")
         return row
 
-    def frame_rows(self, session_id: int) -> list[dict[str, Any]]:
+    def frame_rows(self, session_id: int) -> list[FrameRow]:
         cursor = self.conn.execute(
-            "SELECT * FROM frames WHERE session_id = ? ORDER BY id", [session_id]
+            f"SELECT {self.columns('frames')} FROM frames WHERE session_id = ? ORDER BY id",
+            [session_id],
         )
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=False)) for row in cursor]
+        return [FrameRow(*row) for row in cursor]
 
-    def events(self, session_ids: Iterable[int]) -> Iterator[Event]:
-        """The recorded events of these sessions, session by session, in recorded order."""
-        for session_id in session_ids:
-            row = self.session_row(session_id)
-            yield opened_event(row)
-            for f in self.frame_rows(session_id):
-                yield frame_event(f)
-            if row["ended_at"] is not None:
-                yield closed_event(row)
+    def messages(self, session_id: int) -> list[Message]:
+        return join_messages(self.frame_rows(session_id))
 
-
-def _bytes(value: str | bytes | None) -> bytes:
-    if value is None:
-        return b""
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
-def opened_event(row: dict[str, Any]) -> SessionOpened:
-    return SessionOpened(
-        session_id=row["id"],
-        ts=row["started_at"],
-        client_addr=row["client_addr"] or "",
-        path=row["path"] or "",
-        query=row["query"] or "",
-        upstream_url=row["upstream_url"] or "",
-        request_headers=_headers(row["request_headers"]),
-        handshake_status=row["handshake_status"],
-        response_headers=_headers(row["response_headers"]),
-        handshake_body=_bytes(row["handshake_body"]),
-        subprotocol=row["subprotocol"],
-        error=row["error"],
-    )
-
-
-def frame_event(row: dict[str, Any]) -> Frame:
-    return Frame(
-        session_id=row["session_id"],
-        ts=row["ts"],
-        direction=row["direction"],
-        opcode=row["opcode"],
-        payload=_bytes(row["payload"]),
-        close_code=row["close_code"],
-        close_reason=row["close_reason"],
-    )
-
-
-def closed_event(row: dict[str, Any]) -> SessionClosed:
-    return SessionClosed(
-        session_id=row["id"],
-        ts=row["ended_at"],
-        close_code=row["close_code"],
-        close_reason=row["close_reason"],
-        closed_by=row["closed_by"],
-        clean=bool(row["clean"]),
-        frames_c2s=row["frames_c2s"] or 0,
-        frames_s2c=row["frames_s2c"] or 0,
-        bytes_c2s=row["bytes_c2s"] or 0,
-        bytes_s2c=row["bytes_s2c"] or 0,
-        last_frame_at=row["last_frame_at"],
-    )
+    def rows(self, table: str) -> list[tuple]:
+        """Every row of a table, declared columns in order (for export)."""
+        if not self.has_table(table):
+            return []
+        order = "key" if table == "meta" else "id"
+        return self.conn.execute(
+            f"SELECT {self.columns(table)} FROM {table} ORDER BY {order}"
+        ).fetchall()

@@ -1,99 +1,295 @@
-"""The recording's tables: a public interface, documented in README.md.
+"""The recording's tables, declared once: a public interface, documented in README.md.
 
-Change them only by adding, and bump SCHEMA_VERSION with a migration when a
-change is not purely additive.
+Each table is a frozen dataclass whose fields are its columns, in order. A
+column's metadata says what it means (the README's words) and what fills it:
+``"Frame.payload"`` (that event's field), ``"writer"`` (derived by the
+recorder: redaction, JSON, the run id) or nothing (SQLite assigns it). From
+these classes come the CREATE statements, the writer's INSERTs and UPDATEs,
+the reader's row objects, the JSONL and HAR round trips, and the README's
+schema table (``python -m sentinel_ws_proxy.recording.schema`` prints it; a
+test keeps the README in step). Adding a column is one field here plus, when
+an event fills it, one field on that event.
+
+Change tables only by adding. Bump SCHEMA_VERSION when what rows mean changes
+(version 2: frames are wire frames, not whole messages); readers keep reading
+older versions, taking a missing column as NULL.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import sqlite_utils
 
 from sentinel_ws_proxy.errors import RecordingError
 
-__all__ = ["RecordingError", "check_recording", "create_schema", "open_database", "open_read_only"]
+__all__ = [
+    "TABLES",
+    "FaultEventRow",
+    "FaultRow",
+    "FrameRow",
+    "HttpRequestRow",
+    "RecordingError",
+    "RunRow",
+    "SessionRow",
+    "check_recording",
+    "create_schema",
+    "open_database",
+    "open_read_only",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-TABLES: dict[str, dict[str, type]] = {
-    "meta": {"key": str, "value": str},
-    "runs": {
-        "id": int,
-        "started_at": float,
-        "ended_at": float,
-        "listen": str,
-        "upstream": str,
-        "version": str,
-        "pid": int,
-        "hostname": str,
-    },
-    "sessions": {
-        "id": int,
-        "run_id": int,
-        "started_at": float,
-        "ended_at": float,
-        "client_addr": str,
-        "path": str,
-        "query": str,
-        "upstream_url": str,
-        "request_headers": str,
-        "handshake_status": int,
-        "response_headers": str,
-        "handshake_body": bytes,
-        "subprotocol": str,
-        "error": str,
-        "close_code": int,
-        "close_reason": str,
-        "closed_by": str,
-        "clean": int,
-        "frames_c2s": int,
-        "frames_s2c": int,
-        "bytes_c2s": int,
-        "bytes_s2c": int,
-        "last_frame_at": float,
-        "user_agent": str,
-        "origin": str,
-        "cookie_hash": str,
-        "fault_id": int,
-    },
-    "frames": {
-        "id": int,
-        "session_id": int,
-        "ts": float,
-        "direction": str,
-        "opcode": str,
-        "size": int,
-        "payload": bytes,
-        "truncated": int,
-        "close_code": int,
-        "close_reason": str,
-        "fault_id": int,
-        "fault_action": str,
-    },
-    "http_requests": {
-        "id": int,
-        "run_id": int,
-        "ts": float,
-        "client_addr": str,
-        "method": str,
-        "path": str,
-        "query": str,
-        "status": int,
-        "duration_ms": float,
-        "error": str,
-    },
-    "faults": {"id": int, "run_id": int, "spec": str, "created_at": float, "removed_at": float},
-    "fault_events": {
-        "id": int,
-        "fault_id": int,
-        "session_id": int,
-        "ts": float,
-        "action": str,
-        "detail": str,
-    },
-}
+
+def column(meaning: str, fill: str | None = None) -> Any:
+    """A column: what it means, and which event field (or "writer") fills it."""
+    return dataclasses.field(default=None, metadata={"meaning": meaning, "fill": fill})
+
+
+# Python annotation -> the type sqlite-utils creates the column with.
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bytes": bytes}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: type  # int, float, str or bytes, as sqlite-utils takes them
+    meaning: str
+    fill: str | None
+
+    @property
+    def event(self) -> str | None:
+        """The event class that fills this column, if any."""
+        return self.fill.partition(".")[0] if self.fill and "." in self.fill else None
+
+    @property
+    def field(self) -> str | None:
+        return self.fill.partition(".")[2] if self.event else None
+
+
+def columns_of(row_type: type) -> tuple[Column, ...]:
+    found = []
+    for f in dataclasses.fields(row_type):
+        base = str(f.type).replace(" ", "").removesuffix("|None").split("|")[-1]
+        found.append(Column(f.name, _TYPES[base], f.metadata["meaning"], f.metadata["fill"]))
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class MetaRow:
+    table: ClassVar[str] = "meta"
+    about: ClassVar[str] = "facts about the file"
+    key: str | None = column("`schema_version`; `hash_salt` (the key of `cookie_hash`)")
+    value: str | None = column("its value")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    table: ClassVar[str] = "runs"
+    about: ClassVar[str] = "one row per proxy run (or import)"
+    id: int | None = column("the run")
+    started_at: float | None = column("when the run started", "writer")
+    ended_at: float | None = column(
+        "when it stopped (NULL while running, or after a crash)", "writer"
+    )
+    listen: str | None = column("where it listened (`import` for an import)", "writer")
+    upstream: str | None = column("what it forwarded to", "writer")
+    version: str | None = column("the sentinel-ws version", "writer")
+    pid: int | None = column("the proxy's process id, to refuse a second writer", "writer")
+    hostname: str | None = column("the machine it ran on", "writer")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    table: ClassVar[str] = "sessions"
+    about: ClassVar[str] = "one row per WebSocket upgrade request, accepted or not"
+    id: int | None = column("the session", "SessionOpened.session_id")
+    run_id: int | None = column("the run that recorded it", "writer")
+    started_at: float | None = column("when the upgrade request arrived", "SessionOpened.ts")
+    ended_at: float | None = column("when the session ended", "SessionClosed.ts")
+    client_addr: str | None = column("the browser's IP address", "SessionOpened.client_addr")
+    path: str | None = column("the request path", "SessionOpened.path")
+    query: str | None = column("the raw query string (redacted)", "writer")
+    upstream_url: str | None = column("the URL the proxy connected to (redacted)", "writer")
+    request_headers: str | None = column(
+        "JSON object of the client's headers, lower-case names (redacted)", "writer"
+    )
+    handshake_status: int | None = column(
+        "101 when accepted; the upstream's status when refused; 502 when unreachable",
+        "SessionOpened.handshake_status",
+    )
+    response_headers: str | None = column(
+        "JSON object of the headers the client received (redacted)", "writer"
+    )
+    handshake_body: bytes | None = column(
+        "the body of a refused handshake, up to `--max-payload`", "writer"
+    )
+    subprotocol: str | None = column("the negotiated subprotocol", "SessionOpened.subprotocol")
+    error: str | None = column("why the handshake failed, in words", "SessionOpened.error")
+    close_code: int | None = column(
+        "the first close frame's code; 1006 when TCP ended without one; 1005 for no code",
+        "SessionClosed.close_code",
+    )
+    close_reason: str | None = column(
+        "the first close frame's reason", "SessionClosed.close_reason"
+    )
+    closed_by: str | None = column(
+        "`client`, `server` or `proxy`: who sent the first close frame, or whose TCP ended first",
+        "SessionClosed.closed_by",
+    )
+    clean: int | None = column(
+        "1 when close frames went both ways; 0 for drops and timeouts", "SessionClosed.clean"
+    )
+    frames_c2s: int | None = column("rows in `frames` client to server", "SessionClosed.frames_c2s")
+    frames_s2c: int | None = column("rows in `frames` server to client", "SessionClosed.frames_s2c")
+    bytes_c2s: int | None = column("their total `size`", "SessionClosed.bytes_c2s")
+    bytes_s2c: int | None = column("their total `size`", "SessionClosed.bytes_s2c")
+    last_frame_at: float | None = column(
+        "when the last frame other than a close passed (NULL if none)",
+        "SessionClosed.last_frame_at",
+    )
+    user_agent: str | None = column("the User-Agent request header", "writer")
+    origin: str | None = column("the Origin request header", "writer")
+    cookie_hash: str | None = column(
+        "keyed hash of the Cookie header, to recognise the same browser", "writer"
+    )
+    fault_id: int | None = column(
+        "the injected fault that refused or ended the session", "SessionClosed.fault_id"
+    )
+    response_line: str | None = column(
+        "the status line the client received, e.g. `HTTP/1.1 101 Switching Protocols`",
+        "SessionOpened.response_line",
+    )
+
+    @property
+    def accepted(self) -> bool:
+        return self.handshake_status == 101
+
+    @property
+    def duration(self) -> float | None:
+        if self.ended_at is None or self.started_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    @property
+    def idle_before_close(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return self.ended_at - (self.last_frame_at or self.started_at or self.ended_at)
+
+    @property
+    def client_key(self) -> tuple[str, str, str]:
+        """ "The same client": remote address, User-Agent, and cookie when present."""
+        return (self.client_addr or "", self.user_agent or "", self.cookie_hash or "")
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRow:
+    table: ClassVar[str] = "frames"
+    about: ClassVar[str] = "one row per WebSocket frame as it crossed the wire, in wire order"
+    id: int | None = column("the frame; ids rise in wire order in each direction")
+    session_id: int | None = column("the session", "Frame.session_id")
+    ts: float | None = column("when the frame's first byte reached the proxy", "Frame.ts")
+    direction: str | None = column("`c2s` (client to server) or `s2c`", "Frame.direction")
+    source: str | None = column(
+        "`client`, `server`, or `proxy` for frames the proxy made (shutdown, faults, limits)",
+        "Frame.source",
+    )
+    message: int | None = column(
+        "the message this frame belongs to, numbered per session and direction", "Frame.message"
+    )
+    opcode: str | None = column(
+        "`text`, `binary`, `continuation`, `ping`, `pong`, `close` or `reserved-N`",
+        "Frame.opcode",
+    )
+    fin: int | None = column("1 on the last frame of a message", "Frame.fin")
+    rsv: int | None = column("the RSV1-3 bits as a number (4 = RSV1)", "Frame.rsv")
+    masked: int | None = column("1 when the frame was masked", "Frame.masked")
+    compressed: int | None = column(
+        "1 when its message is compressed (permessage-deflate); `payload` is inflated",
+        "Frame.compressed",
+    )
+    size: int | None = column("payload bytes, after inflating", "Frame.size")
+    wire_size: int | None = column("payload bytes on the wire", "Frame.wire_size")
+    payload: str | bytes | None = column(
+        "the unmasked payload (TEXT for text, BLOB otherwise), each message's first"
+        " `--max-payload` bytes",
+        "Frame.payload",
+    )
+    truncated: int | None = column("1 when `payload` was cut", "Frame.truncated")
+    close_code: int | None = column("a close frame's code", "Frame.close_code")
+    close_reason: str | None = column("a close frame's reason", "Frame.close_reason")
+    forwarded: int | None = column(
+        "0 when the proxy received it and did not pass it on (a fault, the other side gone)",
+        "Frame.forwarded",
+    )
+    violation: str | None = column(
+        "what breaks RFC 6455 in this frame, in words; the frame was forwarded all the same",
+        "Frame.violation",
+    )
+    fault_id: int | None = column("the fault that acted on the frame", "Frame.fault_id")
+    fault_action: str | None = column("`dropped`, `delayed` or `stalled`", "Frame.fault_action")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequestRow:
+    table: ClassVar[str] = "http_requests"
+    about: ClassVar[str] = "one row per plain HTTP request passed through"
+    id: int | None = column("the request")
+    run_id: int | None = column("the run", "writer")
+    ts: float | None = column("when it arrived", "HttpRequest.ts")
+    client_addr: str | None = column("the browser's IP address", "HttpRequest.client_addr")
+    method: str | None = column("the method", "HttpRequest.method")
+    path: str | None = column("the path", "HttpRequest.path")
+    query: str | None = column("the query string (redacted)", "writer")
+    status: int | None = column(
+        "the upstream's status (502 when unreachable)", "HttpRequest.status"
+    )
+    duration_ms: float | None = column("time to the end of the response", "HttpRequest.duration_ms")
+    error: str | None = column("why it failed, in words", "HttpRequest.error")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRow:
+    table: ClassVar[str] = "faults"
+    about: ClassVar[str] = "one row per injected fault"
+    id: int | None = column("the fault", "FaultAdded.fault_id")
+    run_id: int | None = column("the run", "writer")
+    spec: str | None = column("the fault as written, e.g. `close code=1011`", "FaultAdded.spec")
+    created_at: float | None = column("when it was added", "FaultAdded.ts")
+    removed_at: float | None = column("when it was removed (NULL if never)", "FaultRemoved.ts")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEventRow:
+    table: ClassVar[str] = "fault_events"
+    about: ClassVar[str] = "one row each time a fault acted"
+    id: int | None = column("the event")
+    fault_id: int | None = column("the fault", "FaultFired.fault_id")
+    session_id: int | None = column("the session it acted on", "FaultFired.session_id")
+    ts: float | None = column("when", "FaultFired.ts")
+    action: str | None = column(
+        "`reject`, `close`, `abort`, `stall`, `drop` or `delay`", "FaultFired.action"
+    )
+    detail: str | None = column("what it did, in words", "FaultFired.detail")
+
+
+ROW_TYPES: tuple[type, ...] = (
+    MetaRow,
+    RunRow,
+    SessionRow,
+    FrameRow,
+    HttpRequestRow,
+    FaultRow,
+    FaultEventRow,
+)
+TABLES: dict[str, tuple[Column, ...]] = {t.table: columns_of(t) for t in ROW_TYPES}  # type: ignore[attr-defined]
+ROW_TYPE: dict[str, type] = {t.table: t for t in ROW_TYPES}  # type: ignore[attr-defined]
 
 PRIMARY_KEYS = {"meta": "key"}
 FOREIGN_KEYS = {
@@ -109,6 +305,48 @@ INDEXES: dict[str, list[list[str]]] = {
     "http_requests": [["ts"]],
     "fault_events": [["fault_id"], ["session_id"]],
 }
+
+# Whole messages, their fragments joined, for SQL users: one row per message.
+# (SQLite before 3.44 has no ORDER BY inside group_concat; the ordered
+# subquery keeps fragments in wire order in practice, and sentinel-ws itself
+# joins fragments in Python.)
+MESSAGES_VIEW = """
+CREATE VIEW IF NOT EXISTS messages AS
+SELECT min(id) AS id, session_id, direction, coalesce(message, id) AS message,
+  min(ts) AS ts, max(ts) AS last_ts, min(source) AS source,
+  coalesce(max(CASE WHEN opcode != 'continuation' THEN opcode END), 'continuation') AS opcode,
+  count(*) AS frames, sum(size) AS size, sum(wire_size) AS wire_size,
+  max(compressed) AS compressed,
+  CASE WHEN count(*) = 1 THEN max(payload)
+       WHEN max(CASE WHEN opcode = 'text' THEN 1 ELSE 0 END) = 1 THEN group_concat(payload, '')
+       ELSE CAST(group_concat(payload, '') AS BLOB) END AS payload,
+  max(truncated) AS truncated, max(close_code) AS close_code, max(close_reason) AS close_reason,
+  min(forwarded) AS forwarded, group_concat(violation, '; ') AS violation,
+  max(fault_id) AS fault_id, max(fault_action) AS fault_action
+FROM (SELECT * FROM frames ORDER BY id)
+GROUP BY session_id, direction, coalesce(message, id)
+"""
+VIEWS = {"messages": MESSAGES_VIEW}
+
+
+def schema_markdown() -> str:
+    """The README's table of tables and columns, made from the declaration."""
+    lines = ["| table | column | meaning |", "|---|---|---|"]
+    for row_type in ROW_TYPES:
+        name = row_type.table  # type: ignore[attr-defined]
+        lines.append(f"| `{name}` | | {row_type.about} |")  # type: ignore[attr-defined]
+        lines.extend(f"| | `{c.name}` | {c.meaning} |" for c in TABLES[name])
+    return "\n".join(lines)
+
+
+def present_columns(db: sqlite_utils.Database, table: str) -> set[str]:
+    return set(db[table].columns_dict) if db[table].exists() else set()
+
+
+def select_list(table: str, present: set[str], wanted: tuple[str, ...] | None = None) -> str:
+    """The declared columns in order; one an older file lacks reads as NULL."""
+    names = wanted or tuple(c.name for c in TABLES[table])
+    return ", ".join(n if n in present else f"NULL AS {n}" for n in names)
 
 
 def check_recording(db: sqlite_utils.Database, path: Path) -> int | None:
@@ -137,25 +375,29 @@ def check_recording(db: sqlite_utils.Database, path: Path) -> int | None:
 
 
 def create_schema(db: sqlite_utils.Database) -> None:
-    """Create every missing table and index (idempotent)."""
+    """Create every missing table, column, index and view (idempotent)."""
     for name, columns in TABLES.items():
         table = db.table(name)
         if not table.exists():
             table.create(
-                columns,
+                {c.name: c.kind for c in columns},
                 pk=PRIMARY_KEYS.get(name, "id"),
                 foreign_keys=FOREIGN_KEYS.get(name),
             )
         else:
             # Additive changes reach older files: new columns are added, never altered.
             present = set(table.columns_dict)
-            for column, kind in columns.items():
-                if column not in present:
-                    table.add_column(column, kind)
+            for c in columns:
+                if c.name not in present:
+                    table.add_column(c.name, c.kind)
         for index in INDEXES.get(name, []):
             table.create_index(index, if_not_exists=True)
+    for sql in VIEWS.values():
+        db.execute(sql)
+    # A file from an older version now has every column of this one.
     db.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         [str(SCHEMA_VERSION)],
     )
     db.conn.commit()
@@ -194,3 +436,12 @@ def open_read_only(path: Path) -> sqlite_utils.Database:
         db.close()
         raise RecordingError(f"{path} is an empty database, not a sentinel-ws recording")
     return db
+
+
+def iter_rows(cursor: sqlite3.Cursor, row_type: type) -> Iterator[Any]:
+    """Rows of a `SELECT select_list(...)` as row objects."""
+    return (row_type(*row) for row in cursor)
+
+
+if __name__ == "__main__":
+    print(schema_markdown())

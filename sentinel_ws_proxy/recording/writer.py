@@ -20,25 +20,18 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
 
 from sentinel_ws_proxy import __version__
-from sentinel_ws_proxy.events import (
-    Event,
-    FaultAdded,
-    FaultFired,
-    FaultRemoved,
-    Frame,
-    HttpRequest,
-    SessionClosed,
-    SessionOpened,
-)
+from sentinel_ws_proxy.events import Event, Frame, SessionOpened, stored_payload
 from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
 from sentinel_ws_proxy.recording.schema import RecordingError, open_database
+from sentinel_ws_proxy.recording.statements import Statement, statements
 
 MAX_BATCH = 20_000
 # Past BACKLOG_HIGH payload bytes waiting for the disk, relays pause until it is
@@ -47,30 +40,6 @@ BACKLOG_HIGH = 32 * 1024 * 1024
 BACKLOG_LOW = 8 * 1024 * 1024
 LAG_SAMPLES = 200_000
 _STOP = object()
-
-_INSERT_SESSION = (
-    "INSERT INTO sessions (id, run_id, started_at, client_addr, path, query, upstream_url,"
-    " request_headers, handshake_status, response_headers, handshake_body, subprotocol, error,"
-    " user_agent, origin, cookie_hash, fault_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_INSERT_FRAME = (
-    "INSERT INTO frames (session_id, ts, direction, opcode, size, payload, truncated,"
-    " close_code, close_reason, fault_id, fault_action) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
-_INSERT_HTTP = (
-    "INSERT INTO http_requests (run_id, ts, client_addr, method, path, query, status,"
-    " duration_ms, error) VALUES (?,?,?,?,?,?,?,?,?)"
-)
-_CLOSE_SESSION = (
-    "UPDATE sessions SET ended_at=?, close_code=?, close_reason=?, closed_by=?, clean=?,"
-    " frames_c2s=?, frames_s2c=?, bytes_c2s=?, bytes_s2c=?, last_frame_at=?, fault_id=?"
-    " WHERE id=?"
-)
-_INSERT_FAULT = "INSERT INTO faults (id, run_id, spec, created_at) VALUES (?,?,?,?)"
-_REMOVE_FAULT = "UPDATE faults SET removed_at=? WHERE id=?"
-_INSERT_FAULT_EVENT = (
-    "INSERT INTO fault_events (fault_id, session_id, ts, action, detail) VALUES (?,?,?,?,?)"
-)
 
 
 @dataclass
@@ -117,19 +86,6 @@ def _header(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
     return next((v for k, v in pairs if k.lower() == name), None)
 
 
-def stored_payload(data: bytes, limit: int, *, text: bool) -> tuple[str | bytes, int]:
-    """(value to store, truncated flag): text frames as TEXT, the rest as BLOB."""
-    truncated = len(data) > limit
-    kept = data[:limit] if truncated else data
-    if text:
-        try:
-            # A cut may split a multi-byte character; drop the partial tail only.
-            return kept.decode("utf-8", errors="ignore" if truncated else "strict"), truncated
-        except UnicodeDecodeError:
-            return kept, truncated
-    return kept, truncated
-
-
 class RecordingWriter:
     """Appends one proxy run to a recording file."""
 
@@ -160,6 +116,7 @@ class RecordingWriter:
         self._queued_bytes = 0
         self._written_bytes = 0
         self._thread: threading.Thread | None = None
+        self._statements = statements(self._derivations())
 
     def open(self) -> None:
         """Check the file, start a run row, and start the writer thread.
@@ -226,7 +183,7 @@ class RecordingWriter:
         """Queue an event; returns at once, whatever the disk is doing."""
         self._queue.put(event)
         if type(event) is Frame:
-            self._queued_bytes += len(event.payload)
+            self._queued_bytes += event.size
 
     def queued(self) -> int:
         """Events handed over and not yet written."""
@@ -289,18 +246,37 @@ class RecordingWriter:
             except queue.Empty:
                 return batch, False
 
+    def _derivations(self) -> dict[tuple[str, str], Callable[[Any], object]]:
+        """How the recorder fills the columns the schema marks "writer"."""
+        r = self.redactor
+
+        def body(s: SessionOpened) -> object:
+            return stored_payload(s.handshake_body, self.max_payload, text=True)[0] or None
+
+        return {
+            ("sessions", "run_id"): lambda e: self.run_id,
+            ("sessions", "query"): lambda s: r.query(s.query),
+            ("sessions", "upstream_url"): lambda s: r.url(s.upstream_url),
+            ("sessions", "request_headers"): lambda s: headers_json(r.headers(s.request_headers)),
+            ("sessions", "response_headers"): lambda s: headers_json(r.headers(s.response_headers)),
+            ("sessions", "handshake_body"): body,
+            ("sessions", "user_agent"): lambda s: _header(s.request_headers, "user-agent"),
+            ("sessions", "origin"): lambda s: _header(s.request_headers, "origin"),
+            ("sessions", "cookie_hash"): lambda s: client_fingerprint(
+                self._salt, _header(s.request_headers, "cookie")
+            ),
+            ("http_requests", "run_id"): lambda e: self.run_id,
+            ("http_requests", "query"): lambda h: r.query(h.query),
+            ("faults", "run_id"): lambda e: self.run_id,
+        }
+
     def _write(self, conn: sqlite3.Connection, batch: list[Event]) -> None:
         rows = self._rows(batch)
         for attempt in range(5):
             try:
                 with conn:
-                    conn.executemany(_INSERT_SESSION, rows["sessions"])
-                    conn.executemany(_INSERT_FRAME, rows["frames"])
-                    conn.executemany(_INSERT_HTTP, rows["http"])
-                    conn.executemany(_CLOSE_SESSION, rows["closes"])
-                    conn.executemany(_INSERT_FAULT, rows["faults"])
-                    conn.executemany(_INSERT_FAULT_EVENT, rows["fault_events"])
-                    conn.executemany(_REMOVE_FAULT, rows["removed"])
+                    for statement, params in rows:
+                        conn.executemany(statement.sql, params)
                 break
             except sqlite3.Error as exc:
                 self.stats.errors += 1
@@ -320,107 +296,26 @@ class RecordingWriter:
             )
             return
         now = time.time()
-        self.stats.rows_written += sum(len(r) for r in rows.values())
-        self._written_bytes += sum(len(e.payload) for e in batch if type(e) is Frame)
+        self.stats.rows_written += sum(len(params) for _, params in rows)
+        self._written_bytes += sum(e.size for e in batch if type(e) is Frame)
         self.stats.batches += 1
         self.stats.last_commit = now
         self.stats.note_lags(now, batch)
 
-    def _rows(self, batch: list[Event]) -> dict[str, list[tuple[object, ...]]]:
-        rows: dict[str, list[tuple[object, ...]]] = {
-            "sessions": [],
-            "frames": [],
-            "http": [],
-            "closes": [],
-            "faults": [],
-            "fault_events": [],
-            "removed": [],
-        }
+    def _rows(self, batch: list[Event]) -> list[tuple[Statement, list[Sequence[object]]]]:
+        """Each statement with its parameters; inserts before updates."""
+        by_type: dict[type, list[Event]] = {}
         for event in batch:
-            if isinstance(event, Frame):
-                rows["frames"].append(self._frame_row(event))
-            elif isinstance(event, SessionOpened):
-                rows["sessions"].append(self._session_row(event))
-            elif isinstance(event, SessionClosed):
-                rows["closes"].append(self._close_row(event))
-            elif isinstance(event, HttpRequest):
-                rows["http"].append(self._http_row(event))
-            elif isinstance(event, FaultFired):
-                rows["fault_events"].append(tuple(event))
-            elif isinstance(event, FaultAdded):
-                rows["faults"].append((event.fault_id, self.run_id, event.spec, event.ts))
-            elif isinstance(event, FaultRemoved):
-                rows["removed"].append((event.ts, event.fault_id))
-        return rows
-
-    def _frame_row(self, f: Frame) -> tuple[object, ...]:
-        payload, truncated = stored_payload(f.payload, self.max_payload, text=f.opcode == "text")
-        return (
-            f.session_id,
-            f.ts,
-            f.direction,
-            f.opcode,
-            len(f.payload),
-            payload,
-            int(truncated),
-            f.close_code,
-            f.close_reason,
-            f.fault_id,
-            f.fault_action,
-        )
-
-    def _session_row(self, s: SessionOpened) -> tuple[object, ...]:
-        r = self.redactor
-        body, _ = stored_payload(s.handshake_body, self.max_payload, text=True)
-        return (
-            s.session_id,
-            self.run_id,
-            s.ts,
-            s.client_addr,
-            s.path,
-            r.query(s.query),
-            r.url(s.upstream_url),
-            headers_json(r.headers(s.request_headers)),
-            s.handshake_status,
-            headers_json(r.headers(s.response_headers)),
-            body if s.handshake_body else None,
-            s.subprotocol,
-            s.error,
-            _header(s.request_headers, "user-agent"),
-            _header(s.request_headers, "origin"),
-            client_fingerprint(self._salt, _header(s.request_headers, "cookie")),
-            s.fault_id,
-        )
-
-    @staticmethod
-    def _close_row(c: SessionClosed) -> tuple[object, ...]:
-        return (
-            c.ts,
-            c.close_code,
-            c.close_reason,
-            c.closed_by,
-            int(c.clean),
-            c.frames_c2s,
-            c.frames_s2c,
-            c.bytes_c2s,
-            c.bytes_s2c,
-            c.last_frame_at,
-            c.fault_id,
-            c.session_id,
-        )
-
-    def _http_row(self, h: HttpRequest) -> tuple[object, ...]:
-        return (
-            self.run_id,
-            h.ts,
-            h.client_addr,
-            h.method,
-            h.path,
-            self.redactor.query(h.query),
-            h.status,
-            h.duration_ms,
-            h.error,
-        )
+            by_type.setdefault(type(event), []).append(event)
+        inserts, updates = [], []
+        for event_type, events in by_type.items():
+            for statement in self._statements.get(event_type, ()):
+                build = statement.build
+                params = events if build is None else [build(e) for e in events]
+                (updates if statement.sql.startswith("UPDATE") else inserts).append(
+                    (statement, params)
+                )
+        return inserts + updates
 
     def _write_run_end(self, conn: sqlite3.Connection) -> None:
         try:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.reader import Recording, as_bytes
 from sentinel_ws_proxy.recording.schema import RecordingError
 
 DATA_OPCODES = ("text", "binary", "ping", "pong")
@@ -57,43 +57,38 @@ class RecordedSession:
         return sum(f.truncated for f in self.frames)
 
 
-def _bytes(value: str | bytes | None) -> bytes:
-    if value is None:
-        return b""
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
 def load_session(recording: Recording, session_id: int) -> RecordedSession:
     row = recording.session_row(session_id)
-    started = row["started_at"]
+    started = row.started_at or 0.0
     frames = tuple(
         RecordedFrame(
-            offset=max(0.0, f["ts"] - started),
-            direction=f["direction"],
-            opcode=f["opcode"],
-            payload=_bytes(f["payload"]),
-            close_code=f["close_code"],
-            close_reason=f["close_reason"],
-            truncated=bool(f["truncated"]),
+            offset=max(0.0, m.ts - started),
+            direction=m.direction,
+            opcode=m.opcode,
+            payload=m.payload_bytes,
+            close_code=m.close_code,
+            close_reason=m.close_reason,
+            truncated=m.truncated,
         )
-        for f in recording.frame_rows(session_id)
+        # What the proxy made itself (shutdown closes, faults) was not the app's doing.
+        for m in recording.messages(session_id)
+        if m.source != "proxy"
     )
-    ended = row["ended_at"]
     return RecordedSession(
-        id=row["id"],
-        path=row["path"] or "/",
-        query=row["query"] or "",
-        handshake_status=row["handshake_status"],
-        request_headers=json.loads(row["request_headers"] or "{}"),
-        response_headers=json.loads(row["response_headers"] or "{}"),
-        handshake_body=_bytes(row["handshake_body"]),
-        subprotocol=row["subprotocol"],
-        upstream_url=row["upstream_url"] or "",
-        close_code=row["close_code"],
-        close_reason=row["close_reason"],
-        closed_by=row["closed_by"],
-        clean=bool(row["clean"]),
-        duration=None if ended is None else ended - started,
+        id=row.id or 0,
+        path=row.path or "/",
+        query=row.query or "",
+        handshake_status=row.handshake_status or 0,
+        request_headers=json.loads(row.request_headers or "{}"),
+        response_headers=json.loads(row.response_headers or "{}"),
+        handshake_body=as_bytes(row.handshake_body),
+        subprotocol=row.subprotocol,
+        upstream_url=row.upstream_url or "",
+        close_code=row.close_code,
+        close_reason=row.close_reason,
+        closed_by=row.closed_by,
+        clean=bool(row.clean),
+        duration=row.duration,
         frames=frames,
     )
 

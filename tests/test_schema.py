@@ -1,0 +1,124 @@
+"""The schema declared once: README table, derived SQL, and exact HAR/JSONL round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import aiohttp
+import pytest
+import websockets
+from click.testing import CliRunner
+
+from sentinel_ws_proxy.cli import cli
+from sentinel_ws_proxy.events import Frame
+from sentinel_ws_proxy.faults.spec import parse_spec
+from sentinel_ws_proxy.recording.schema import TABLES, schema_markdown
+from tests.conftest import UpstreamLog, running_proxy, scripted_upstream, serve_app, ws_url
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_readme_schema_table_is_the_declaration():
+    text = README.read_text(encoding="utf-8")
+    start = text.index("<!-- schema:start -->") + len("<!-- schema:start -->")
+    end = text.index("<!-- schema:end -->")
+    assert text[start:end].strip() == schema_markdown(), (
+        "README's schema table differs from recording/schema.py; paste the output of "
+        "`python -m sentinel_ws_proxy.recording.schema` between the schema markers"
+    )
+
+
+def test_a_frame_event_is_a_frames_row():
+    columns = [c.name for c in TABLES["frames"] if c.name != "id"]
+    assert list(Frame._fields) == columns
+
+
+async def record_with_faults(db: Path) -> None:
+    """Frames both ways, a fault-ended session, a refused one, a dropped frame, HTTP."""
+    log = UpstreamLog()
+    specs = ("drop dir=c2s match=secret", "reject status=503 path=/refused count=1")
+    async with (
+        serve_app(scripted_upstream(log)) as url,
+        running_proxy(url, db, faults=tuple(parse_spec(s) for s in specs)) as proxy,
+    ):
+        ws = await websockets.connect(ws_url(proxy.url, "/ws?token=abc"))
+        await ws.send("hello")
+        await ws.recv()
+        await ws.send("a secret")
+        await ws.send(b"\x00\xffbinary")
+        await ws.recv()
+        proxy.proxy.faults.act(proxy.proxy.relays[1], parse_spec("close code=1011"))
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(ws_url(proxy.url, "/refused"))
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{proxy.url}/api/x?q=1") as response,
+        ):
+            await response.read()
+        await proxy.stop_once()
+
+
+@pytest.fixture(scope="module")
+def faulted(tmp_path_factory) -> Path:
+    db = tmp_path_factory.mktemp("faulted") / "rec.db"
+    asyncio.run(asyncio.wait_for(record_with_faults(db), 60))
+    return db
+
+
+def every_table(db: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(db)
+    try:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+            for table in TABLES
+            if table != "meta"
+        }
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fmt", ["har", "jsonl"])
+def test_export_then_import_gives_every_table_back(tmp_path, faulted, fmt):
+    original = every_table(faulted)
+    assert original["faults"] and original["fault_events"] and original["http_requests"]
+    assert any(row for row in original["frames"] if row[-1] == "dropped")
+    out = tmp_path / f"all.{fmt}"
+    result = CliRunner().invoke(
+        cli, ["export", "--format", fmt, "-o", str(out), "--db", str(faulted)]
+    )
+    assert result.exit_code == 0, result.output
+    copy = tmp_path / "copy.db"
+    result = CliRunner().invoke(cli, ["import", str(out), "--db", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert every_table(copy) == original
+    # Appending to a recording that already holds it moves every id past its own.
+    result = CliRunner().invoke(cli, ["import", str(out), "--db", str(copy)])
+    assert result.exit_code == 0, result.output
+    twice = every_table(copy)
+    last_session, last_frame = original["sessions"][-1][0], original["frames"][-1][0]
+    appended = twice["frames"][len(original["frames"]) :]
+    assert [(r[0], r[1]) for r in appended] == [
+        (r[0] + last_frame, r[1] + last_session) for r in original["frames"]
+    ]
+    last_run = original["runs"][-1][0]
+    assert [r[1] for r in twice["sessions"][len(original["sessions"]) :]] == [
+        r[1] + last_run for r in original["sessions"]
+    ]
+
+
+def test_har_export_opens_as_devtools_expects(tmp_path, faulted):
+    result = CliRunner().invoke(cli, ["export", "1", "--db", str(faulted)])
+    har = json.loads(result.output)
+    (entry,) = har["log"]["entries"]
+    assert entry["_resourceType"] == "websocket" and entry["response"]["status"] == 101
+    messages = entry["_webSocketMessages"]
+    assert {"type", "time", "opcode", "data"} <= set(messages[0])
+    texts = [m["data"] for m in messages if m["opcode"] == 1]
+    assert texts[:2] == ["hello", "hello"]
+    assert [m["opcode"] for m in messages if m["opcode"] == 2]  # binary as base64
+    assert har["log"]["_sentinel"]["faults"]  # the fault that ended it comes along
