@@ -224,7 +224,8 @@ def show_session(
     console.print(f"Started {clock(started)}, lasted {seconds(row.duration)}")
     console.print(Text(f"Upstream {row.upstream_url}"))
     status = row.handshake_status
-    line = f"\n[bold]Handshake[/bold]: {escape(row.response_line or f'{status} {phrase(status)}')}"
+    said = (row.response_line or "").partition(" ")[2] or f"{status} {phrase(status)}"
+    line = f"\n[bold]Handshake[/bold]: {escape(said)}"
     if row.subprotocol:
         line += f", subprotocol {escape(row.subprotocol)}"
     if row.error:

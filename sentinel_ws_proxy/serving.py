@@ -77,7 +77,7 @@ async def serve_app(
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, on uvloop when it is installed (pip install 'sentinel-ws-proxy[fast]').
+    """asyncio.run, on uvloop where it is installed (a dependency everywhere but Windows).
 
     SENTINEL_WS_LOOP=asyncio keeps the standard loop, to compare the two.
     """

@@ -190,7 +190,9 @@ async def test_latency_delays_each_frame(upstream, db):
 async def test_drop_removes_matching_messages_only(upstream, db):
     url, log = upstream
     async with running_proxy(url, db, faults=faults("drop dir=c2s match=secret")) as proxy:
-        ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        # Uncompressed: a message dropped from a deflate stream with context takeover
+        # leaves the receiver unable to inflate the next ones (see README).
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws"), compression=None))
         for text in ("public", "the secret plan", "public again"):
             await ws.send(text)
         assert await within(ws.recv()) == "public"

@@ -169,7 +169,8 @@ async def test_oversize_message_closes_that_side_with_1009(upstream, db):
             await within(ws.recv())
         assert ws.close_code == 1009
         code, reason = await within(log.ends.get())
-        assert (code, reason) == (1001, "sentinel-ws: client leg closed 1009 message too big")
+        note = f"sentinel-ws: client sent a message over --max-message {limit}"
+        assert (code, reason) == (1001, note)
         await proxy.stop_once()
     (session,) = rows(db, "SELECT * FROM sessions")
     assert (session["close_code"], session["closed_by"]) == (1009, "proxy")

@@ -50,17 +50,17 @@ from sentinel_ws_proxy.proxy.config import (
 @click.option("--no-record", is_flag=True, help="Forward only; write no recording.")
 @click.option(
     "--max-message",
-    default="16M",
-    show_default=True,
+    default="0",
     metavar="SIZE",
-    help="Largest message relayed; a bigger one closes that side with 1009.",
+    help="Refuse messages over SIZE (e.g. 16M) as a server would: the proxy closes the sender "
+    "with 1009 and the other side with 1001. Off by default: every message passes.",
 )
 @click.option(
     "--max-payload",
     default="64K",
     show_default=True,
     metavar="SIZE",
-    help="Bytes of each frame's payload kept in the recording (the full size is always kept).",
+    help="Bytes of each message's payload kept in the recording (the full size is always kept).",
 )
 @click.option(
     "--no-redact",

@@ -227,6 +227,13 @@ class FaultEngine:
 
     # -- frames ------------------------------------------------------------------------
 
+    def matches_payload(self, direction: str) -> bool:
+        """Does a drop fault look at payloads in this direction (so frames wait to be seen)?"""
+        return any(
+            f.spec.action == "drop" and f.spec.match is not None and f.spec.applies_to(direction)
+            for f in self.message_faults
+        )
+
     def on_frame(
         self, relay: Relay, direction: str, payload: bytes
     ) -> tuple[str, int, float] | None:

@@ -15,7 +15,6 @@ DEFAULT_LISTEN = "127.0.0.1:8002"
 DEFAULT_UPSTREAM = "http://localhost:8001"
 DEFAULT_DB = "recordings/sentinel.db"
 DEMO_DB = "recordings/demo.db"
-DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 
 
@@ -29,7 +28,9 @@ class ProxyConfig:
     listen_port: int = 8002
     upstream: URL = field(default_factory=lambda: URL(DEFAULT_UPSTREAM))
     db_path: Path | None = Path(DEFAULT_DB)
-    max_message: int = DEFAULT_MAX_MESSAGE
+    # 0: no limit. The proxy holds no whole message, so it needs none; a limit
+    # emulates a server's (the message's size as the application gets it, inflated).
+    max_message: int = 0
     max_payload: int = DEFAULT_MAX_PAYLOAD
     redact: bool = True
     redact_headers: tuple[str, ...] = ()

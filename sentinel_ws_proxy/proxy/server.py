@@ -4,40 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from http import HTTPStatus
+from typing import Any, Protocol
 
 from aiohttp import web
-from multidict import CIMultiDictProxy
 
-from sentinel_ws_proxy.events import Event, SessionClosed, SessionOpened
+from sentinel_ws_proxy.events import ClosedBy, Event, SessionClosed, SessionOpened
 from sentinel_ws_proxy.faults.engine import FaultEngine
 from sentinel_ws_proxy.faults.spec import FaultSpec
+from sentinel_ws_proxy.protocol import GOING_AWAY
 from sentinel_ws_proxy.proxy import admin
 from sentinel_ws_proxy.proxy.config import ProxyConfig, format_hostport
-from sentinel_ws_proxy.proxy.headers import forwarded_request_headers, relayed_response_headers
+from sentinel_ws_proxy.proxy.frames import Deflate
+from sentinel_ws_proxy.proxy.front import FrontProtocol
+from sentinel_ws_proxy.proxy.handshake import RequestHead, decode, simple_response, upstream_request
 from sentinel_ws_proxy.proxy.passthrough import pass_through
-from sentinel_ws_proxy.proxy.relay import Relay
+from sentinel_ws_proxy.proxy.relay import RECORDER, Relay
 from sentinel_ws_proxy.proxy.stats import LiveStats
-from sentinel_ws_proxy.proxy.upstream import Upstream, UpstreamRejected, UpstreamUnreachable
+from sentinel_ws_proxy.proxy.takeover import takeover
+from sentinel_ws_proxy.proxy.upstream import Upstream, UpstreamHandshake, UpstreamUnreachable
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
 from sentinel_ws_proxy.serving import bind, until_signalled
 
 SHUTDOWN_REASON = "sentinel-ws proxy shutting down"
+THROTTLE_POLL = 0.005  # how often paused relays look whether the recorder has caught up
 
 
 class Sink(Protocol):
     def handle(self, event: Event) -> None: ...
-
-
-def _pairs(headers: CIMultiDictProxy[str] | dict[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(headers.items())
-
-
-def _offers_deflate(request: web.Request) -> bool:
-    return "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "")
 
 
 class Proxy:
@@ -60,16 +58,21 @@ class Proxy:
             tls=config.upstream_tls(),
         )
         self.relays: dict[int, Relay] = {}
+        self.handshakes: set[asyncio.Future[None]] = set()
         self.started_at = time.time()
         handlers = [self.stats.handle, *(s.handle for s in sinks)]
         if recorder is not None:
             handlers.insert(0, recorder.handle)
         self._handlers = handlers
+        # One sink is the common case: the relay calls it directly.
+        self.emit: Callable[[Event], None] = handlers[0] if len(handlers) == 1 else self._emit_all
         first = recorder.first_session_id if recorder is not None else 1
         self._session_ids = itertools.count(first)
         self.faults = FaultEngine(self.emit, recorder.first_fault_id if recorder is not None else 1)
+        self.throttled = False
+        self._throttled_since = 0.0
 
-    def emit(self, event: Event) -> None:
+    def _emit_all(self, event: Event) -> None:
         for handle in self._handlers:
             handle(event)
 
@@ -79,142 +82,259 @@ class Proxy:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
+    def front(self, http: Callable[[], asyncio.Protocol]) -> FrontProtocol:
+        return FrontProtocol(self.open_websocket, http)
+
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        # An upgrade here came on a connection that served plain HTTP first (keep-alive).
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self.relay_websocket(request)
+            return await takeover(request, self.open_websocket)
         return await pass_through(request, self.upstream, self.emit)
 
-    async def relay_websocket(self, request: web.Request) -> web.StreamResponse:
+    # -- a WebSocket upgrade ----------------------------------------------------------
+
+    async def open_websocket(self, front: FrontProtocol, request: RequestHead) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.handshakes.add(task)
+        try:
+            await self._open_websocket(front, request)
+        finally:
+            if task is not None:
+                self.handshakes.discard(task)
+
+    async def _open_websocket(self, front: FrontProtocol, request: RequestHead) -> None:
+        transport = front.transport
+        assert transport is not None
         session_id = next(self._session_ids)
-        rel = request.rel_url
-        url = self.upstream.url_for(rel.raw_path, rel.raw_query_string, websocket=True)
-        opened = {
+        peer = transport.get_extra_info("peername")
+        client_addr = str(peer[0]) if peer else ""
+        raw_path, _, raw_query = request.target.decode("latin-1").partition("?")
+        opened: dict[str, Any] = {
             "session_id": session_id,
             "ts": time.time(),
-            "client_addr": request.remote or "",
-            "path": rel.path,
-            "query": rel.raw_query_string,
-            "upstream_url": str(url),
-            "request_headers": _pairs(request.headers),
+            "client_addr": client_addr,
+            "path": request.path,
+            "query": raw_query,
+            "upstream_url": "",
+            "request_headers": request.head.text_headers(),
         }
-        probe = web.WebSocketResponse()
-        if not probe.can_prepare(request).ok:
-            return self._refuse(opened, 400, "invalid WebSocket handshake from the client")
-        fault = self.faults.on_handshake(session_id, rel.path, request.remote or "")
+        if not raw_path.startswith("/"):
+            self._answer(front, opened, 400, "the request target must be a path (origin-form)")
+            return
+        opened["upstream_url"] = str(self.upstream.url_for(raw_path, raw_query, websocket=True))
+        fault = self.faults.on_handshake(session_id, request.path, client_addr)
         if fault is not None:
-            return self._inject_rejection(opened, fault.id, fault.spec)
-
-        protocols = [
-            p.strip()
-            for value in request.headers.getall("Sec-WebSocket-Protocol", [])
-            for p in value.split(",")
-            if p.strip()
-        ]
+            self._inject_rejection(front, opened, fault.id, fault.spec)
+            return
+        scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        head = upstream_request(
+            request, host=self.upstream.authority, peer=client_addr, scheme=scheme
+        )
         try:
-            upstream = await self.upstream.connect_websocket(
-                url,
-                forwarded_request_headers(request, websocket=True),
-                protocols,
-                compress=_offers_deflate(request),
-                max_msg_size=self.config.max_message,
-            )
-        except UpstreamRejected as rejected:
-            return self._relay_rejection(opened, rejected)
+            upstream, handshake = await self.upstream.open_websocket(head, self.config.max_payload)
         except UpstreamUnreachable as exc:
             text = f"sentinel-ws proxy: upstream {self.config.upstream} unreachable: {exc}\n"
-            return self._refuse(opened, 502, str(exc), text)
+            self._answer(front, opened, 502, str(exc), text)
+            return
+        except asyncio.CancelledError:
+            self._answer(front, opened, 503, "the proxy shut down during the handshake")
+            raise
+        if front.lost.done():
+            upstream.abort()
+            self._record_refusal(opened, 499, "client went away during the handshake", "client")
+            return
+        if handshake.reader.status == 101:
+            self._start_relay(front, opened, upstream, handshake)
+        else:
+            await self._relay_refusal(front, opened, upstream, handshake)
 
-        client_ws = web.WebSocketResponse(
-            protocols=[upstream.ws.protocol] if upstream.ws.protocol else (),
-            autoping=False,
-            autoclose=False,
-            max_msg_size=self.config.max_message,
-            compress="permessage-deflate" in upstream.headers.get("Sec-WebSocket-Extensions", ""),
-            timeout=self.config.close_timeout,
-            decode_text=False,
+    def _start_relay(
+        self,
+        front: FrontProtocol,
+        opened: dict[str, Any],
+        upstream: asyncio.Transport,
+        handshake: UpstreamHandshake,
+    ) -> None:
+        client = front.transport
+        assert client is not None and handshake.reader.head is not None
+        response = handshake.reader.head
+        client.write(handshake.raw_head)
+        extensions = response.get(b"sec-websocket-extensions")
+        protocol = response.get(b"sec-websocket-protocol")
+        config = self.config
+        relay = Relay(
+            opened["session_id"],
+            client=client,
+            server=upstream,
+            client_addr=opened["client_addr"],
+            path=opened["path"],
+            emit=self.emit,
+            max_payload=config.max_payload,
+            deflate=Deflate.parse(decode(extensions) if extensions else None),
+            close_timeout=config.close_timeout,
+            max_message=config.max_message,
+            faults=self.faults,
+            after_feed=self._after_feed if self.recorder is not None else None,
+            on_finished=self._finished,
         )
-        client_ws.headers.extend(relayed_response_headers(upstream.headers, websocket=True))
-        try:
-            await client_ws.prepare(request)
-        except (ConnectionError, RuntimeError) as exc:
-            upstream.drop()
-            return self._refuse(opened, 499, f"client went away during the handshake: {exc}")
-
         self.emit(
             SessionOpened(
                 **opened,
                 handshake_status=101,
-                response_headers=_pairs(upstream.headers),
-                subprotocol=upstream.ws.protocol,
+                response_headers=response.text_headers(),
+                subprotocol=decode(protocol) if protocol else None,
+                response_line=handshake.reader.status_line,
             )
         )
-        relay = Relay(
-            session_id,
-            request,
-            client_ws,
-            upstream,
-            self.emit,
-            close_timeout=self.config.close_timeout,
-            recorder=self.recorder,
-            faults=self.faults,
-        )
-        self.relays[session_id] = relay
+        self.relays[relay.session_id] = relay
         self.faults.attach(relay)
-        try:
-            closed = await relay.run()
-        finally:
-            self.faults.detach(relay)
-            del self.relays[session_id]
-        self.emit(closed)
-        return client_ws
+        for leg in relay.legs.values():
+            if self.throttled:
+                leg.hold(RECORDER)
+        leftover, early = bytes(handshake.leftover), bytes(front.buffer)
+        if leftover:
+            relay.s2c.feed(leftover)
+        if early:
+            relay.c2s.feed(early)
+        for leg in relay.legs.values():
+            if not leg.holds and not leg.lost:
+                leg.transport.resume_reading()
 
-    def _relay_rejection(self, opened: dict, rejected: UpstreamRejected) -> web.Response:
+    def _finished(self, relay: Relay, closed: SessionClosed) -> None:
+        self.faults.detach(relay)
+        self.relays.pop(relay.session_id, None)
+        self.emit(closed)
+
+    async def _relay_refusal(
+        self,
+        front: FrontProtocol,
+        opened: dict[str, Any],
+        upstream: asyncio.Transport,
+        handshake: UpstreamHandshake,
+    ) -> None:
+        """A refused upgrade reaches the client as the upstream sent it: status, headers, body."""
+        client = front.transport
+        reader = handshake.reader
+        assert client is not None and reader.head is not None
+        client.write(handshake.raw_head + reader.raw_after_head)
+        handshake.forward_to = client
+        upstream.resume_reading()
+        if not reader.done:
+            ended = asyncio.ensure_future(asyncio.shield(handshake.ended))
+            await asyncio.wait(
+                [ended, asyncio.ensure_future(asyncio.shield(front.lost))],
+                timeout=self.config.connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        upstream.close()
+        client.close()
+        status, reason = reader.status, decode(reader.head.reason)
         self.emit(
             SessionOpened(
                 **opened,
-                handshake_status=rejected.status,
-                response_headers=_pairs(rejected.headers),
-                handshake_body=rejected.body,
-                error=f"upstream answered {rejected.status} {rejected.reason}".strip(),
+                handshake_status=status,
+                response_headers=reader.head.text_headers(),
+                handshake_body=bytes(reader.head.body),
+                error=f"upstream answered {status} {reason}".strip(),
+                response_line=reader.status_line,
             )
         )
         self.emit(SessionClosed(opened["session_id"], time.time(), None, None, "server", False))
-        return web.Response(
-            status=rejected.status,
-            reason=rejected.reason or None,
-            headers=relayed_response_headers(rejected.headers, websocket=False),
-            body=rejected.body,
+
+    def _inject_rejection(
+        self, front: FrontProtocol, opened: dict[str, Any], fault_id: int, spec: FaultSpec
+    ) -> None:
+        body = json.dumps({"detail": f"sentinel-ws fault {fault_id}: {spec.text}"}).encode()
+        extra = {"Retry-After": str(spec.retry_after)} if spec.retry_after is not None else {}
+        error = f"refused by fault {fault_id} ({spec.text})"
+        self._answer(front, opened, spec.status, error, body, "application/json", extra, fault_id)
+
+    def _answer(
+        self,
+        front: FrontProtocol,
+        opened: dict[str, Any],
+        status: int,
+        error: str,
+        body: str | bytes | None = None,
+        content_type: str = "text/plain; charset=utf-8",
+        extra: dict[str, str] | None = None,
+        fault_id: int | None = None,
+    ) -> None:
+        """An answer of the proxy's own instead of the upstream's."""
+        data = (
+            body if isinstance(body, bytes) else (body or f"sentinel-ws proxy: {error}\n").encode()
+        )
+        phrase = _phrase(status)
+        if front.transport is not None and not front.lost.done():
+            front.transport.write(simple_response(status, phrase, data, content_type, extra))
+            front.transport.close()
+        self._record_refusal(
+            opened, status, error, "proxy", fault_id, f"HTTP/1.1 {status} {phrase}"
         )
 
-    def _inject_rejection(self, opened: dict, fault_id: int, spec: FaultSpec) -> web.Response:
-        error = f"refused by fault {fault_id} ({spec.text})"
-        self.emit(SessionOpened(**opened, handshake_status=spec.status, error=error))
+    def _record_refusal(
+        self,
+        opened: dict[str, Any],
+        status: int,
+        error: str,
+        closed_by: ClosedBy,
+        fault_id: int | None = None,
+        response_line: str | None = None,
+    ) -> None:
+        self.emit(
+            SessionOpened(
+                **opened, handshake_status=status, error=error, response_line=response_line
+            )
+        )
         self.emit(
             SessionClosed(
-                opened["session_id"], time.time(), None, None, "proxy", False, fault_id=fault_id
+                opened["session_id"], time.time(), None, None, closed_by, False, fault_id=fault_id
             )
         )
-        headers = {"Retry-After": str(spec.retry_after)} if spec.retry_after is not None else {}
-        return web.json_response(
-            {"detail": f"sentinel-ws fault {fault_id}: {spec.text}"},
-            status=spec.status,
-            headers=headers,
-        )
 
-    def _refuse(
-        self, opened: dict, status: int, error: str, text: str | None = None
-    ) -> web.Response:
-        self.emit(SessionOpened(**opened, handshake_status=status, error=error))
-        self.emit(SessionClosed(opened["session_id"], time.time(), None, None, "proxy", False))
-        return web.Response(status=status, text=text or f"sentinel-ws proxy: {error}\n")
+    # -- keeping the recorder up ------------------------------------------------------
+
+    def _after_feed(self) -> None:
+        recorder = self.recorder
+        if not self.throttled and recorder is not None and recorder.behind():
+            self.throttled = True
+            self._throttled_since = time.monotonic()
+            for relay in self.relays.values():
+                for leg in relay.legs.values():
+                    leg.hold(RECORDER)
+            asyncio.get_running_loop().call_later(THROTTLE_POLL, self._check_throttle)
+
+    def _check_throttle(self) -> None:
+        recorder = self.recorder
+        if recorder is not None and not recorder.caught_up():
+            asyncio.get_running_loop().call_later(THROTTLE_POLL, self._check_throttle)
+            return
+        self.throttled = False
+        if recorder is not None:
+            recorder.stats.throttled_seconds += time.monotonic() - self._throttled_since
+        for relay in list(self.relays.values()):
+            for leg in relay.legs.values():
+                leg.release(RECORDER)
 
     async def close_all(self, reason: str = SHUTDOWN_REASON) -> None:
-        """Close every open session with 1001 from the proxy, in parallel."""
-        relays = list(self.relays.values())
-        if relays:
-            await asyncio.gather(
-                *(r.close_from_proxy(1001, reason) for r in relays), return_exceptions=True
-            )
+        """Close every open session with 1001 from the proxy, in parallel; drop the stragglers."""
+        for task in list(self.handshakes):
+            task.cancel()
+        waiting = [r.close_from_proxy(GOING_AWAY, reason) for r in list(self.relays.values())]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self.config.close_timeout + 0.5)
+        for relay in list(self.relays.values()):
+            relay.inject_abort(None)
+        if self.handshakes:
+            await asyncio.wait(list(self.handshakes), timeout=1.0)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
 
 
 class ProxyServer:
@@ -226,6 +346,7 @@ class ProxyServer:
         self.recorder: RecordingWriter | None = None
         self.proxy: Proxy | None = None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
         self.port = config.listen_port
 
     async def start(self) -> None:
@@ -255,7 +376,12 @@ class ProxyServer:
             self.proxy.make_app(), access_log=None, shutdown_timeout=config.close_timeout
         )
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, ssl_context=config.listen_tls()).start()
+        http = self._runner.server
+        assert http is not None
+        proxy = self.proxy
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: proxy.front(http), sock=sock, ssl=config.listen_tls(), backlog=1024
+        )
 
     @property
     def url(self) -> str:
@@ -265,12 +391,9 @@ class ProxyServer:
     async def stop(self) -> None:
         """Stop accepting, close open sessions, then flush every pending row."""
         assert self._runner is not None and self.proxy is not None
-        for site in list(self._runner.sites):
-            await site.stop()
-        try:
-            await asyncio.wait_for(self.proxy.close_all(), self.config.close_timeout + 1)
-        except asyncio.TimeoutError:
-            pass
+        if self._server is not None:
+            self._server.close()  # stop accepting
+        await self.proxy.close_all()
         await self._runner.cleanup()
         await self.proxy.upstream.close()
         if self.recorder is not None:

@@ -1,34 +1,29 @@
-"""The proxy's client side: one aiohttp session towards the configured upstream.
+"""The proxy's client side towards the configured upstream, and only to it.
 
-aiohttp's ``ws_connect`` hides what a debugging proxy needs most: on a refused
-handshake it raises ``WSServerHandshakeError`` after discarding the body, and it
-follows redirects (possibly to another host) before anyone can look. A trace
-hook sees every response first; for a WebSocket handshake that did not get 101
-it reads the body and raises :class:`UpstreamRejected`, which stops aiohttp
-there. For a 101 it keeps the response, whose headers are relayed and whose
-connection is the only public handle for dropping the TCP connection without
-a close frame.
+WebSocket upgrades go over connections of our own (``open_websocket``): the
+request head is written as built by proxy/handshake.py and the response head
+is read back as bytes, so the client gets exactly what the upstream sent.
+Plain HTTP goes through one aiohttp session (``session``), which never
+follows redirects: they go back to the browser as they came.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import socket
 import ssl
 import sys
+import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from sentinel_ws_proxy.proxy.handshake import HeadError, ResponseReader
+
 T = TypeVar("T")
-_handshake: contextvars.ContextVar[list[aiohttp.ClientResponse] | None] = contextvars.ContextVar(
-    "sentinel_handshake", default=None
-)
+DNS_TTL = 10.0
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:
@@ -39,52 +34,74 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
     return await asyncio.wait_for(awaitable, seconds)
 
 
-class UpstreamRejected(Exception):
-    """The upstream answered a WebSocket handshake with something other than 101."""
+class UpstreamHandshake(asyncio.Protocol):
+    """The upstream's side of an upgrade until its response head is in.
 
-    def __init__(self, status: int, reason: str, headers: CIMultiDictProxy[str], body: bytes):
-        super().__init__(f"upstream answered {status} {reason}")
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.body = body
+    For a 101 the relay then takes the connection over; anything that came
+    after the head is kept for it. For a refusal the rest of the response is
+    passed to the client as it arrives (``forward_to``), and recorded.
+    """
+
+    def __init__(self, body_limit: int):
+        self.reader = ResponseReader(body_limit)
+        self.transport: asyncio.Transport | None = None
+        self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.leftover = bytearray()
+        self.forward_to: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.head.done():
+            if self.reader.status == 101:
+                self.leftover += data
+                return
+            if self.forward_to is not None:
+                self.forward_to.write(data)
+            self.reader.feed(data)
+            if self.reader.done:
+                self._end()
+            return
+        try:
+            complete = self.reader.feed(data)
+        except HeadError as exc:
+            self.head.set_exception(UpstreamUnreachable(str(exc)))
+            return
+        if complete:
+            assert self.transport is not None
+            self.transport.pause_reading()  # until the relay (or the client) is ready
+            if self.reader.status == 101:
+                self.leftover += self.reader.buffer
+            self.head.set_result(None)
+            if self.reader.status != 101 and self.reader.done:
+                self._end()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(UpstreamUnreachable("closed the connection without answering"))
+        self._end()
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    @property
+    def raw_head(self) -> bytes:
+        head = self.reader.head
+        return head.raw if head is not None else b""
+
+    def body_so_far(self) -> bytes:
+        """The refused response's bytes after its head that came with it."""
+        return self.reader.raw_after_head
 
 
 class UpstreamUnreachable(Exception):
     """No answer from the upstream: refused, unresolvable, reset or timed out."""
-
-
-@dataclass
-class UpstreamSocket:
-    ws: aiohttp.ClientWebSocketResponse
-    response: aiohttp.ClientResponse
-
-    @property
-    def headers(self) -> CIMultiDictProxy[str]:
-        return self.response.headers
-
-    def drop(self) -> None:
-        """Close the TCP connection without a close frame."""
-        self.response.close()
-
-
-async def _capture(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
-    box = _handshake.get()
-    if box is None:
-        return
-    response: aiohttp.ClientResponse = params.response  # type: ignore[attr-defined]
-    if response.status == 101:
-        box.append(response)
-        return
-    body = await response.read()
-    raise UpstreamRejected(response.status, response.reason or "", response.headers, body)
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    trace = aiohttp.TraceConfig()
-    trace.on_request_redirect.append(_capture)
-    trace.on_request_end.append(_capture)
-    return trace
 
 
 class Upstream:
@@ -99,6 +116,16 @@ class Upstream:
         tls: ssl.SSLContext | bool = True,
     ):
         self.base = base
+        self._addresses: tuple[float, list[tuple[Any, ...]]] | None = None
+        self.ws_tls: ssl.SSLContext | None = None
+        if base.scheme == "https":
+            if isinstance(tls, ssl.SSLContext):
+                self.ws_tls = tls
+            else:
+                self.ws_tls = ssl.create_default_context()
+                if tls is False:
+                    self.ws_tls.check_hostname = False
+                    self.ws_tls.verify_mode = ssl.CERT_NONE
         self.connect_timeout = connect_timeout
         self.close_timeout = close_timeout
         # True: verify against the system's CAs; an SSLContext: against chosen
@@ -120,7 +147,6 @@ class Upstream:
                 # Send only what the client sent: no invented User-Agent or Accept.
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
                 auto_decompress=False,
-                trace_configs=[_trace_config()],
             )
         return self._session
 
@@ -138,48 +164,75 @@ class Upstream:
             raise ValueError(f"refusing to forward to {url.host}:{url.port}")
         return url
 
-    async def connect_websocket(
-        self,
-        url: URL,
-        headers: CIMultiDict[str],
-        protocols: list[str],
-        *,
-        compress: bool,
-        max_msg_size: int,
-    ) -> UpstreamSocket:
-        box: list[aiohttp.ClientResponse] = []
-        token = _handshake.set(box)
+    @property
+    def authority(self) -> str:
+        """Host[:port] as the upstream expects it in Host."""
+        return self.base.raw_authority
+
+    async def _resolve(self) -> list[tuple[Any, ...]]:
+        """The upstream's addresses, looked up at most every 10 s (as aiohttp caches DNS)."""
+        now = time.monotonic()
+        if self._addresses is not None and now - self._addresses[0] < DNS_TTL:
+            return self._addresses[1]
+        loop = asyncio.get_running_loop()
+        host, port = self.base.host or "", self.base.port or 0
         try:
-            ws = await within(
-                self.connect_timeout,
-                self.session.ws_connect(
-                    url,
-                    headers=headers,
-                    protocols=protocols,
-                    autoping=False,
-                    autoclose=False,
-                    compress=15 if compress else 0,
-                    max_msg_size=max_msg_size,
-                    decode_text=False,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self.close_timeout),
-                ),
-            )
-        except UpstreamRejected:
-            raise
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            raise UpstreamUnreachable(f"cannot resolve {host}") from None
+        addresses = [info[4] for info in infos]
+        self._addresses = (now, addresses)
+        return addresses
+
+    async def open_websocket(
+        self, head: bytes, body_limit: int
+    ) -> tuple[asyncio.Transport, UpstreamHandshake]:
+        """Connect, send the upgrade request, and wait for the response head."""
+        try:
+            return await within(self.connect_timeout, self._open(head, body_limit))
         except asyncio.TimeoutError:
             raise UpstreamUnreachable(
                 f"no answer from {self.base} within {self.connect_timeout:g} s"
             ) from None
-        except aiohttp.WSServerHandshakeError as exc:
-            # A 101 that is not a valid upgrade (bad accept key, missing headers).
-            raise UpstreamUnreachable(
-                f"invalid WebSocket handshake from upstream: {exc.message}"
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnreachable(describe_client_error(exc, self.base)) from None
-        finally:
-            _handshake.reset(token)
-        return UpstreamSocket(ws, box[-1])
+
+    async def _open(
+        self, head: bytes, body_limit: int
+    ) -> tuple[asyncio.Transport, UpstreamHandshake]:
+        loop = asyncio.get_running_loop()
+        host, port = self.base.host or "", self.base.port or 0
+        last: OSError | None = None
+        for address in await self._resolve():
+            try:
+                transport, protocol = await loop.create_connection(
+                    lambda: UpstreamHandshake(body_limit),
+                    address[0],
+                    address[1],
+                    ssl=self.ws_tls,
+                    server_hostname=host if self.ws_tls else None,
+                )
+                break
+            except ssl.SSLCertVerificationError as exc:
+                raise UpstreamUnreachable(
+                    f"the TLS certificate of {host}:{port} is not trusted "
+                    f"({exc.verify_message}); pass --upstream-ca FILE (or --insecure-upstream)"
+                    " for a development certificate"
+                ) from None
+            except ssl.SSLError as exc:
+                raise UpstreamUnreachable(
+                    f"TLS handshake with {host}:{port} failed: {exc}"
+                ) from None
+            except OSError as exc:
+                last = exc
+        else:
+            reason = (last.strerror or str(last)) if last else "no address"
+            raise UpstreamUnreachable(f"cannot connect to {host}:{port}: {reason}")
+        transport.write(head)
+        try:
+            await protocol.head
+        except BaseException:
+            transport.abort()
+            raise
+        return transport, protocol  # type: ignore[return-value]
 
     async def close(self) -> None:
         if self._session is not None:

@@ -9,7 +9,6 @@ so the delay between a frame and its commit is one batch's write time.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import queue
@@ -34,10 +33,13 @@ from sentinel_ws_proxy.recording.schema import RecordingError, open_database
 from sentinel_ws_proxy.recording.statements import Statement, statements
 
 MAX_BATCH = 20_000
-# Past BACKLOG_HIGH payload bytes waiting for the disk, relays pause until it is
-# down to BACKLOG_LOW: memory stays bounded and no frame is dropped.
+# Past BACKLOG_HIGH payload bytes waiting for the disk, relays pause reading until
+# it is down to BACKLOG_LOW: memory stays bounded and no frame is dropped.
 BACKLOG_HIGH = 32 * 1024 * 1024
 BACKLOG_LOW = 8 * 1024 * 1024
+# The same for the number of events, whatever their size (small frames).
+EVENTS_HIGH = 100_000
+EVENTS_LOW = 20_000
 LAG_SAMPLES = 200_000
 _STOP = object()
 
@@ -99,10 +101,14 @@ class RecordingWriter:
         upstream: str,
         backlog_high: int = BACKLOG_HIGH,
         backlog_low: int = BACKLOG_LOW,
+        events_high: int = EVENTS_HIGH,
+        events_low: int = EVENTS_LOW,
     ):
         self.path = path
         self.backlog_high = backlog_high
         self.backlog_low = backlog_low
+        self.events_high = events_high
+        self.events_low = events_low
         self.redactor = redactor
         self.max_payload = max_payload
         self.listen = listen
@@ -194,17 +200,18 @@ class RecordingWriter:
         # Two counters, each written by one thread only, so no lock is needed.
         return self._queued_bytes - self._written_bytes
 
-    async def catch_up(self) -> None:
-        """Wait until the backlog is down to backlog_low (called above backlog_high).
+    def behind(self) -> bool:
+        """Too much waits for the disk: the relays should pause reading until caught_up().
 
         The relay does not wait on the disk; but when the disk cannot keep up
         for long, slowing the relay down is better than holding an unbounded
-        backlog in memory or losing frames.
+        backlog in memory or losing frames. Both bytes and events count: small
+        frames cost memory and commit time too.
         """
-        started = time.monotonic()
-        while self.backlog() > self.backlog_low:
-            await asyncio.sleep(0.005)
-        self.stats.throttled_seconds += time.monotonic() - started
+        return self.backlog() > self.backlog_high or self.queued() > self.events_high
+
+    def caught_up(self) -> bool:
+        return self.backlog() <= self.backlog_low and self.queued() <= self.events_low
 
     def close(self) -> WriterStats:
         """Write everything still queued, mark the run ended, and stop the thread."""
