@@ -65,9 +65,9 @@ class Frame(NamedTuple):
     wire_size: int  # payload bytes on the wire
     payload: str | bytes
     truncated: int
+    forwarded: int = 1
     close_code: int | None = None
     close_reason: str | None = None
-    forwarded: int = 1
     violation: str | None = None
     fault_id: int | None = None  # a fault that dropped, delayed or held back this frame
     fault_action: str | None = None  # dropped, delayed or stalled
@@ -117,9 +117,9 @@ def whole_frame(
         len(payload),
         kept,
         int(truncated),
+        forwarded,
         close_code,
         close_reason,
-        forwarded,
     )
 
 

@@ -33,6 +33,27 @@ def bind(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
 
 
+def raise_open_file_limit() -> tuple[int, int] | None:
+    """Lift this process's open-file soft limit to its hard limit: (soft, hard), or None.
+
+    Each proxied WebSocket holds two sockets; a soft limit of 1024 (a common
+    default) would refuse the 500th browser tab with no other sign than a reset.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://{format_hostport(host, port)}"

@@ -24,6 +24,8 @@ from sentinel_ws_proxy.proxy.config import (
     parse_upstream,
 )
 
+LOW_OPEN_FILES = 4096  # below this, say how many sessions the open-file limit allows
+
 
 @cli.command()
 @click.option(
@@ -185,6 +187,13 @@ def proxy(
             click.echo(f"  fault {fault['id']:<7} {fault['spec']}")
         if config.insecure_upstream and config.upstream.scheme == "https":
             click.echo("  warning: the upstream's TLS certificate is not verified", err=True)
+        if server.open_files is not None and server.open_files[0] < LOW_OPEN_FILES:
+            click.echo(
+                f"  warning: this process may open only {server.open_files[0]} files, enough "
+                f"for about {server.open_files[0] // 2 - 20} WebSocket sessions at once; "
+                "raise the hard limit (ulimit -Hn) for more",
+                err=True,
+            )
         if not config.is_loopback:
             click.echo(
                 f"  warning: listening on {config.listen_host}, reachable from other machines",

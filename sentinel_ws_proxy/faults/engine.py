@@ -98,7 +98,7 @@ class FaultEngine:
             asyncio.get_running_loop().call_later(spec.duration, self.remove, fault.id)
         if spec.action in CONNECTION_ACTIONS:
             for relay in list(self._relays.values()):
-                self._arm(fault, relay, self._attached[relay.session_id])
+                self._arm(fault, relay, self._attachment(relay))
         return fault
 
     def act(self, relay: Relay, spec: FaultSpec) -> Fault:
@@ -153,12 +153,14 @@ class FaultEngine:
     # -- connections ----------------------------------------------------------------
 
     def attach(self, relay: Relay) -> None:
-        attachment = Attachment()
         self._relays[relay.session_id] = relay
-        self._attached[relay.session_id] = attachment
         for fault in list(self.faults.values()):
             if fault.spec.action in CONNECTION_ACTIONS:
-                self._arm(fault, relay, attachment)
+                self._arm(fault, relay, self._attachment(relay))
+
+    def _attachment(self, relay: Relay) -> Attachment:
+        # Made only for connections a fault looks at: idle ones cost nothing here.
+        return self._attached.setdefault(relay.session_id, Attachment())
 
     def detach(self, relay: Relay) -> None:
         self._relays.pop(relay.session_id, None)

@@ -28,6 +28,8 @@ def iso(ts: float | None) -> str | None:
 def status(proxy: Proxy) -> dict[str, Any]:
     stats = proxy.stats
     recorder = proxy.recorder
+    relays = list(proxy.relays.values())
+    frames, sizes = stats.frames(relays), stats.bytes(relays)
     return {
         "version": __version__,
         "started_at": iso(proxy.started_at),
@@ -52,10 +54,10 @@ def status(proxy: Proxy) -> dict[str, Any]:
             "sessions": stats.sessions,
             "active_sessions": len(proxy.relays),
             "handshake_failures": stats.handshake_failures,
-            "frames_c2s": stats.frames["c2s"],
-            "frames_s2c": stats.frames["s2c"],
-            "bytes_c2s": stats.bytes["c2s"],
-            "bytes_s2c": stats.bytes["s2c"],
+            "frames_c2s": frames["c2s"],
+            "frames_s2c": frames["s2c"],
+            "bytes_c2s": sizes["c2s"],
+            "bytes_s2c": sizes["s2c"],
             "close_codes": {str(k): v for k, v in sorted(stats.close_codes.items())},
             "http_requests": stats.http_requests,
         },
@@ -64,10 +66,11 @@ def status(proxy: Proxy) -> dict[str, Any]:
 
 def diagnostics(proxy: Proxy) -> dict[str, Any]:
     """Shaped like the Sentinel /api/system/diagnostics/websockets endpoint."""
+    relays = list(proxy.relays.values())
     return {
-        "active_connections": len(proxy.relays),
-        "events_broadcast": proxy.stats.events_broadcast,
-        "last_event_time": iso(proxy.stats.last_event_time),
+        "active_connections": len(relays),
+        "events_broadcast": proxy.stats.events_broadcast(relays),
+        "last_event_time": iso(proxy.stats.last_event_time(relays)),
         "connection_info": [
             {
                 "session_id": relay.session_id,
@@ -80,7 +83,7 @@ def diagnostics(proxy: Proxy) -> dict[str, Any]:
                 "bytes_c2s": relay.bytes["c2s"],
                 "bytes_s2c": relay.bytes["s2c"],
             }
-            for relay in list(proxy.relays.values())
+            for relay in relays
         ],
     }
 

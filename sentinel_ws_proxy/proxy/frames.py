@@ -103,6 +103,39 @@ def _text_value(kept: bytes, cut: bool) -> str | bytes:
 class FrameParser:
     """One direction's frames. ``emit`` gets each Frame; the counters are read by the relay."""
 
+    __slots__ = (
+        "_frame",
+        "_head",
+        "_message_broken",
+        "_message_compressed",
+        "_message_kept",
+        "_message_number",
+        "_message_opcode",
+        "_message_open",
+        "_utf8",
+        "_utf8_bad",
+        "bytes",
+        "closed",
+        "compression",
+        "data_messages",
+        "direction",
+        "emit",
+        "forwarded",
+        "frames",
+        "inflater",
+        "last_data_at",
+        "last_message_at",
+        "max_payload",
+        "messages",
+        "must_mask",
+        "on_close",
+        "on_header",
+        "position",
+        "reset_inflater",
+        "session_id",
+        "source",
+    )
+
     def __init__(
         self,
         session_id: int,
@@ -136,6 +169,8 @@ class FrameParser:
         self.frames = 0
         self.bytes = 0
         self.last_data_at: float | None = None  # the last frame other than a close
+        self.data_messages = 0  # whole text and binary messages
+        self.last_message_at: float | None = None
         self.messages = 0
         self.closed = False  # a close frame passed
         self.position = 0  # absolute offset of the next byte to parse
@@ -234,10 +269,11 @@ class FrameParser:
         if self.closed:
             violation = _join(violation, "frame after a close frame")
         self.messages += 1
+        self.data_messages += 1
         size = len(payload)
         self.frames += 1
         self.bytes += size
-        self.last_data_at = now
+        self.last_data_at = self.last_message_at = now
         self.emit(
             Frame(
                 self.session_id,
@@ -254,9 +290,9 @@ class FrameParser:
                 size,
                 value,
                 0,
-                None,
-                None,
                 self.forwarded,
+                None,
+                None,
                 violation,
             )
         )
@@ -411,9 +447,9 @@ class FrameParser:
             h.length,
             value,
             1 if h.cut else 0,
+            self.forwarded,
             code,
             reason,
-            self.forwarded,
             "; ".join(h.problems) if h.problems else None,
         )
         self.emit(frame)
@@ -422,6 +458,8 @@ class FrameParser:
 
     def _end_message(self, h: FrameHeader) -> None:
         self._message_open = False
+        self.data_messages += 1
+        self.last_message_at = h.ts
         self._message_kept += len(h.kept)
         if self._utf8 is not None and not self._utf8_bad:
             try:

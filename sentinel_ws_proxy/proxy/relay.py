@@ -89,6 +89,35 @@ class Leg(asyncio.Protocol):
 class Pipe:
     """One direction: a source leg's bytes to a sink leg, and the frames they carry."""
 
+    __slots__ = (
+        "closed_to_sink",
+        "direction",
+        "dropping",
+        "eof_pending",
+        "fast",
+        "fault",
+        "header",
+        "held",
+        "injections",
+        "kind",
+        "message_faults",
+        "message_size",
+        "own_bytes",
+        "own_frames",
+        "parser",
+        "pending",
+        "pending_at",
+        "queue",
+        "queued",
+        "relay",
+        "release_at",
+        "sink",
+        "sink_open",
+        "source",
+        "special",
+        "timer",
+    )
+
     def __init__(self, relay: Relay, source: Leg, sink: Leg, parser: FrameParser):
         self.relay = relay
         self.source = source
@@ -110,7 +139,7 @@ class Pipe:
         self.dropping: tuple[int, str] | None = None  # a dropped message's later fragments
         self.held = bytearray()
         self.message_size = 0  # bytes of the current message's frames so far (--max-message)
-        self.queue: deque[tuple[float, bytes]] = deque()
+        self.queue: deque[tuple[float, bytes]] | None = None  # made when first needed
         self.queued = 0
         self.timer: asyncio.TimerHandle | None = None
         self.injections: list[tuple[bytes, int, str]] = []
@@ -235,6 +264,8 @@ class Pipe:
         if not self.queue and release_at <= time.time():
             self.sink.transport.write(chunk)
             return
+        if self.queue is None:
+            self.queue = deque()
         self.queue.append((release_at, chunk))
         self.queued += len(chunk)
         if self.queued > QUEUE_HIGH:
@@ -287,7 +318,7 @@ class Pipe:
             size = len(payload)
             self.own_frames += 1
             self.own_bytes += size
-            self.relay.emit_own(
+            self.relay.emit(
                 Frame(
                     self.parser.session_id,
                     time.time(),
@@ -303,9 +334,9 @@ class Pipe:
                     size,
                     payload,
                     0,
+                    1 if self.sink_open else 0,
                     code,
                     reason,
-                    1 if self.sink_open else 0,
                 )
             )
         self.injections.clear()
@@ -315,6 +346,32 @@ class Pipe:
 
 class Relay:
     """A proxied WebSocket from the 101 on: two legs, two pipes, and how it ends."""
+
+    __slots__ = (
+        "_on_finished",
+        "_timer",
+        "after_feed",
+        "c2s",
+        "client_addr",
+        "close_timeout",
+        "done",
+        "emit",
+        "fault_id",
+        "faults",
+        "finished",
+        "got_close",
+        "legs",
+        "max_message",
+        "opened_at",
+        "outcome",
+        "path",
+        "proxy_closing",
+        "s2c",
+        "sent_close",
+        "session_id",
+        "stalled",
+        "watch_messages",
+    )
 
     def __init__(
         self,
@@ -338,7 +395,6 @@ class Relay:
         self.path = path
         self.opened_at = time.time()
         self.emit = emit
-        self.emit_own = emit
         self.faults = faults
         self.after_feed = after_feed
         self.max_message = max_message
@@ -594,7 +650,7 @@ class Relay:
         for pipe in (self.c2s, self.s2c):
             if pipe.timer is not None:
                 pipe.timer.cancel()
-            pipe.queue.clear()
+            pipe.queue = None
         code, reason, closed_by = self.outcome or (ABNORMAL, "", "proxy")
         clean = self.got_close == {CLIENT, SERVER} and self.sent_close == {CLIENT, SERVER}
         last = [p.parser.last_data_at for p in (self.c2s, self.s2c) if p.parser.last_data_at]

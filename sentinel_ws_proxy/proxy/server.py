@@ -28,7 +28,7 @@ from sentinel_ws_proxy.proxy.takeover import takeover
 from sentinel_ws_proxy.proxy.upstream import Upstream, UpstreamHandshake, UpstreamUnreachable
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
-from sentinel_ws_proxy.serving import bind, until_signalled
+from sentinel_ws_proxy.serving import bind, raise_open_file_limit, until_signalled
 
 SHUTDOWN_REASON = "sentinel-ws proxy shutting down"
 THROTTLE_POLL = 0.005  # how often paused relays look whether the recorder has caught up
@@ -64,15 +64,25 @@ class Proxy:
         if recorder is not None:
             handlers.insert(0, recorder.handle)
         self._handlers = handlers
-        # One sink is the common case: the relay calls it directly.
-        self.emit: Callable[[Event], None] = handlers[0] if len(handlers) == 1 else self._emit_all
+        # Frames, the hot path, go to the sinks that want them: the recorder, and sinks
+        # that say so (wants_frames); the relay calls a lone one directly.
+        frame_sinks = [recorder.handle] if recorder is not None else []
+        frame_sinks += [s.handle for s in sinks if getattr(s, "wants_frames", False)]
+        self.emit_frame: Callable[[Event], None] = (
+            frame_sinks[0]
+            if len(frame_sinks) == 1
+            else (lambda e: [h(e) for h in frame_sinks])
+            if frame_sinks
+            else _ignore
+        )
         first = recorder.first_session_id if recorder is not None else 1
         self._session_ids = itertools.count(first)
         self.faults = FaultEngine(self.emit, recorder.first_fault_id if recorder is not None else 1)
         self.throttled = False
         self._throttled_since = 0.0
 
-    def _emit_all(self, event: Event) -> None:
+    def emit(self, event: Event) -> None:
+        """Everything but frames, to every sink."""
         for handle in self._handlers:
             handle(event)
 
@@ -169,7 +179,7 @@ class Proxy:
             server=upstream,
             client_addr=opened["client_addr"],
             path=opened["path"],
-            emit=self.emit,
+            emit=self.emit_frame,
             max_payload=config.max_payload,
             deflate=Deflate.parse(decode(extensions) if extensions else None),
             close_timeout=config.close_timeout,
@@ -202,6 +212,7 @@ class Proxy:
                 leg.transport.resume_reading()
 
     def _finished(self, relay: Relay, closed: SessionClosed) -> None:
+        self.stats.relay_ended(relay)
         self.faults.detach(relay)
         self.relays.pop(relay.session_id, None)
         self.emit(closed)
@@ -330,6 +341,10 @@ class Proxy:
             await asyncio.wait(list(self.handshakes), timeout=1.0)
 
 
+def _ignore(event: Event) -> None:
+    pass
+
+
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -348,9 +363,11 @@ class ProxyServer:
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self.port = config.listen_port
+        self.open_files: tuple[int, int] | None = None  # (soft, hard) after raising
 
     async def start(self) -> None:
         config = self.config
+        self.open_files = raise_open_file_limit()
         # Bind before touching the recording, so a busy port leaves no empty run behind.
         sock = bind(config.listen_host, config.listen_port)
         try:

@@ -45,6 +45,22 @@ class Statement(NamedTuple):
     sql: str
     # Event -> parameters; None when the event already is the row, in column order.
     build: Callable[[Any], Sequence[object]] | None
+    # For a row whose last columns hold their usual values: (SQL taking only the
+    # columns before them, how many that is, those usual values).
+    short: tuple[str, int, tuple[object, ...]] | None = None
+
+
+def _short(table: str, columns: list[Column]) -> tuple[str, int, tuple[object, ...]] | None:
+    """An INSERT that writes a row's trailing usual values as literals."""
+    cut = len(columns)
+    while cut and columns[cut - 1].has_usual:
+        cut -= 1
+    if cut == len(columns):
+        return None
+    tail = tuple(c.usual for c in columns[cut:])
+    names = ", ".join(c.name for c in columns)
+    values = ["?"] * cut + ["NULL" if v is None else repr(v) for v in tail]
+    return f"INSERT INTO {table} ({names}) VALUES ({','.join(values)})", cut, tail
 
 
 def _getter(column: Column, derive: dict[tuple[str, str], Derive], table: str) -> Derive:
@@ -79,7 +95,8 @@ def statements(derive: dict[tuple[str, str], Derive]) -> dict[type, list[Stateme
         )
         build = None if direct else _builder([_getter(c, derive, table) for c in inserted])
         sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({','.join('?' * len(names))})"
-        found.setdefault(event_type, []).append(Statement(table, sql, build))
+        short = _short(table, inserted) if direct else None
+        found.setdefault(event_type, []).append(Statement(table, sql, build, short))
         for updater in sorted(events):  # type: ignore[type-var]
             assert by_id is not None, f"{table}: only the event that fills id may update"
             cols = [c for c in columns if c.event == updater]

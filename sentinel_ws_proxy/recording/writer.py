@@ -314,9 +314,13 @@ class RecordingWriter:
         by_type: dict[type, list[Event]] = {}
         for event in batch:
             by_type.setdefault(type(event), []).append(event)
-        inserts, updates = [], []
+        inserts: list[tuple[Statement, list[Sequence[object]]]] = []
+        updates: list[tuple[Statement, list[Sequence[object]]]] = []
         for event_type, events in by_type.items():
             for statement in self._statements.get(event_type, ()):
+                if statement.short is not None:
+                    inserts.extend(_split(statement, events))
+                    continue
                 build = statement.build
                 params = events if build is None else [build(e) for e in events]
                 (updates if statement.sql.startswith("UPDATE") else inserts).append(
@@ -332,6 +336,31 @@ class RecordingWriter:
                 )
         except sqlite3.Error as exc:
             print(f"sentinel-ws: could not mark run {self.run_id} ended: {exc}", file=sys.stderr)
+
+
+def _split(
+    statement: Statement, events: list[Any]
+) -> list[tuple[Statement, list[Sequence[object]]]]:
+    """Rows whose last columns hold their usual values go in with the short INSERT.
+
+    Runs stay in event order: frames' ids must rise in wire order.
+    """
+    assert statement.short is not None
+    sql, cut, tail = statement.short
+    short = statement._replace(sql=sql)
+    runs: list[tuple[Statement, list[Sequence[object]]]] = []
+    current: list[Sequence[object]] = []
+    usual = True
+    for e in events:
+        fits = e[cut:] == tail
+        if fits != usual:
+            if current:
+                runs.append((short if usual else statement, current))
+            current, usual = [], fits
+        current.append(e[:cut] if fits else e)
+    if current:
+        runs.append((short if usual else statement, current))
+    return runs
 
 
 def _alive(pid: int) -> bool:
