@@ -230,7 +230,7 @@ async def test_payloads_over_max_payload_are_cut_in_the_recording_only(upstream,
     assert tuple(found[1]) == ("binary", 16, b"0123456789", 1)
 
 
-async def test_compression_is_negotiated_per_leg_as_the_upstream_decides(db):
+async def test_compression_is_negotiated_end_to_end_as_the_upstream_decides(db):
     async def echo(ws) -> None:
         async for message in ws:
             await ws.send(message)
@@ -298,3 +298,107 @@ async def test_a_stuck_disk_slows_the_relay_instead_of_growing_memory(echo_upstr
         await proxy.stop_once()
     (count,) = rows(db, "SELECT count(*) FROM frames WHERE opcode = 'binary'")
     assert count[0] == 200
+
+
+def _frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A masked client frame, built by hand."""
+    mask = b"\x01\x02\x03\x04"
+    head = bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)])
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+UPGRADE_HEAD = (
+    "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def _read_frame(reader) -> tuple[int, bytes]:
+    b0, b1 = await within(reader.readexactly(2))
+    return b0 & 0x0F, await within(reader.readexactly(b1 & 0x7F))
+
+
+async def test_an_upgrade_on_a_kept_alive_http_connection_is_relayed(upstream, db):
+    """A client that first fetched plain HTTP on the connection: aiohttp hands it over."""
+    url, log = upstream
+    async with running_proxy(url, db) as proxy:
+        host = proxy.url.removeprefix("http://")
+        reader, writer = await asyncio.open_connection(*host.rsplit(":", 1))
+        writer.write(f"GET /api/first HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head = await within(reader.readuntil(b"\r\n\r\n"))
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(
+            b"content-length")).split(b":")[1])  # fmt: skip
+        await within(reader.readexactly(length))
+        writer.write(UPGRADE_HEAD.format(path="/ws/kept", host=host).encode())
+        head = await within(reader.readuntil(b"\r\n\r\n"))
+        assert head.startswith(b"HTTP/1.1 101")
+        writer.write(_frame(1, b"same connection"))
+        assert await _read_frame(reader) == (1, b"same connection")
+        writer.close()
+        await proxy.stop_once()
+    assert ("text", "same connection") in log.received
+    (session,) = rows(db, "SELECT path, handshake_status FROM sessions")
+    assert tuple(session) == ("/ws/kept", 101)
+    (request,) = rows(db, "SELECT path, status FROM http_requests")
+    assert tuple(request) == ("/api/first", 200)
+
+
+async def test_a_message_of_exactly_max_message_passes(echo_upstream, db):
+    async with running_proxy(echo_upstream, db, max_message=1000) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws"), compression=None))
+        await ws.send(b"x" * 1000)
+        assert await within(ws.recv()) == b"x" * 1000
+        await ws.send(b"y" * 1001)
+        with pytest.raises(websockets.ConnectionClosedError):
+            await within(ws.recv())
+        assert ws.close_code == 1009
+        await proxy.stop_once()
+    refused = rows(db, "SELECT size, forwarded FROM frames WHERE size = 1001")
+    assert [tuple(r) for r in refused] == [(1001, 0)]
+    own = rows(db, "SELECT direction, close_code FROM frames WHERE source = 'proxy'")
+    assert sorted(tuple(r) for r in own) == [("c2s", 1001), ("s2c", 1009)]
+
+
+async def test_a_close_of_the_proxy_own_goes_between_fragments(upstream, db):
+    """RFC 6455 5.4: control frames may come between a message's fragments."""
+    url, _ = upstream
+    async with running_proxy(url, db) as proxy:
+        host = proxy.url.removeprefix("http://")
+        reader, writer = await asyncio.open_connection(*host.rsplit(":", 1))
+        writer.write(UPGRADE_HEAD.format(path="/ws", host=host).encode())
+        assert (await within(reader.readuntil(b"\r\n\r\n"))).startswith(b"HTTP/1.1 101")
+        writer.write(_frame(1, b"first half ", fin=False))
+        await asyncio.sleep(0.1)
+        (relay,) = proxy.proxy.relays.values()
+        assert relay.c2s.parser.in_message  # mid-message
+        relay.close_from_proxy(1001, "going between")
+        assert await _read_frame(reader) == (8, (1001).to_bytes(2, "big") + b"going between")
+        writer.write(_frame(8, (1001).to_bytes(2, "big")))  # the client's answer
+        assert await within(reader.read()) == b""
+        writer.close()
+        await proxy.stop_once()
+    c2s = rows(db, "SELECT opcode, fin, source, forwarded FROM frames WHERE direction='c2s'")
+    assert [tuple(r) for r in c2s] == [
+        ("text", 0, "client", 1),
+        ("close", 1, "proxy", 1),
+        ("close", 1, "client", 0),  # answered the proxy: not passed on
+    ]
+
+
+async def test_a_half_closed_client_still_gets_the_server_close(upstream, db):
+    url, log = upstream
+    async with running_proxy(url, db) as proxy:
+        host = proxy.url.removeprefix("http://")
+        reader, writer = await asyncio.open_connection(*host.rsplit(":", 1))
+        writer.write(UPGRADE_HEAD.format(path="/ws", host=host).encode())
+        await within(reader.readuntil(b"\r\n\r\n"))
+        writer.write(_frame(8, (4000).to_bytes(2, "big") + b"done sending"))
+        writer.write_eof()  # nothing more from this side; it still reads
+        assert await _read_frame(reader) == (8, (4000).to_bytes(2, "big") + b"done sending")
+        assert await within(reader.read()) == b""
+        writer.close()
+        await proxy.stop_once()
+    assert await within(log.ends.get()) == (4000, "done sending")
+    (session,) = rows(db, "SELECT close_code, closed_by, clean FROM sessions")
+    assert tuple(session) == (4000, "client", 1)

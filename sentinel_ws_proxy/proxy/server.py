@@ -132,7 +132,7 @@ class Proxy:
         if not raw_path.startswith("/"):
             self._answer(front, opened, 400, "the request target must be a path (origin-form)")
             return
-        opened["upstream_url"] = str(self.upstream.url_for(raw_path, raw_query, websocket=True))
+        opened["upstream_url"] = self.upstream.websocket_url(request.target.decode("latin-1"))
         fault = self.faults.on_handshake(session_id, request.path, client_addr)
         if fault is not None:
             self._inject_rejection(front, opened, fault.id, fault.spec)

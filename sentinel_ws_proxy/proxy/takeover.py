@@ -25,6 +25,9 @@ async def takeover(request: web.Request, open_websocket: OpenWebSocket) -> web.S
     # Bytes the client sent after its head (aiohttp keeps them once it sees an upgrade).
     early = bytes(getattr(handler, "_message_tail", b"") or b"")
     front = taken_over(transport, early)  # type: ignore[arg-type]
-    handler.connection_lost(None)  # aiohttp lets go: it no longer writes to this connection
+    # aiohttp lets go: told the connection is gone (with no transport left to close),
+    # it forgets it and writes nothing more to it.
+    handler.transport = None
+    handler.connection_lost(None)
     await open_websocket(front, RequestHead(head, request.method, version))
     return web.Response()  # never sent: aiohttp has no connection to write it to

@@ -46,6 +46,8 @@ class UpstreamHandshake(asyncio.Protocol):
         self.reader = ResponseReader(body_limit)
         self.transport: asyncio.Transport | None = None
         self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Read here too, so a handshake given up on (a timeout) logs no unretrieved error.
+        self.head.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.leftover = bytearray()
         self.forward_to: asyncio.Transport | None = None
@@ -163,6 +165,12 @@ class Upstream:
         if url.host != self.base.host or url.port != self.base.port:
             raise ValueError(f"refusing to forward to {url.host}:{url.port}")
         return url
+
+    def websocket_url(self, raw_target: str) -> str:
+        """The ws:// or wss:// URL an upgrade goes to, for the record (connections only
+        ever go to the configured host, whatever the target says)."""
+        scheme = "wss" if self.base.scheme == "https" else "ws"
+        return f"{scheme}://{self.base.raw_authority}{raw_target}"
 
     @property
     def authority(self) -> str:
