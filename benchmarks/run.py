@@ -262,12 +262,18 @@ async def measure(path: Path_, args: argparse.Namespace) -> None:
     r["close_ms"] = await close_ms(url)
     if path.process is not None:
         r["peak_rss_mb"] = rss_mb(path.process.pid)[1]
-    if args.gib and path.name in ("sentinel", "direct"):
-        await settle(path)
+    if args.gib and path.name == "direct":
         print(f"  {path.name}: {args.gib} GiB through one connection…", flush=True)
-        pid = path.process.pid if path.process else None
-        r.update(await one_connection(url, int(args.gib * (1 << 30)), pid))
-        await settle(path)
+        r.update(await one_connection(url, int(args.gib * (1 << 30)), None))
+    elif args.gib and path.name == "sentinel":
+        # On a fresh process, recording to a file of its own, as for the idle connections:
+        # what the peak then shows is what the stream costs.
+        print(f"  {path.name}: {args.gib} GiB through one connection…", flush=True)
+        process, fresh, _ = start_sentinel(args.upstream_of[path.name], args.tmp, "gib.db")
+        try:
+            r.update(await one_connection(fresh, int(args.gib * (1 << 30)), process.pid))
+        finally:
+            stop(process)
 
 
 # -- the paths --------------------------------------------------------------------
@@ -277,8 +283,10 @@ def start(cmd: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def start_sentinel(upstream: int, tmp: Path) -> tuple[subprocess.Popen, str, Path]:
-    db = tmp / "bench.db"
+def start_sentinel(
+    upstream: int, tmp: Path, name: str = "bench.db"
+) -> tuple[subprocess.Popen, str, Path]:
+    db = tmp / name
     process = start(
         [sys.executable, "-m", "sentinel_ws_proxy", "proxy", "--listen", "127.0.0.1:0",
          "--upstream", f"http://127.0.0.1:{upstream}", "--db", str(db), "--quiet"],
@@ -443,7 +451,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     paths = [Path_("direct", f"ws://127.0.0.1:{echo_server()}/ws")]
     extra: dict = {"idle": args.idle}
     try:
-        process, url, db = start_sentinel(echo_server(), tmp)
+        args.tmp = tmp
+        args.upstream_of = {"sentinel": echo_server()}
+        process, url, db = start_sentinel(args.upstream_of["sentinel"], tmp)
         paths.append(Path_("sentinel", url, process))
         if not args.no_nginx and (found := start_nginx(echo_server(), tmp)):
             paths.append(Path_("nginx", found[1], found[0]))

@@ -122,3 +122,41 @@ def test_har_export_opens_as_devtools_expects(tmp_path, faulted):
     assert texts[:2] == ["hello", "hello"]
     assert [m["opcode"] for m in messages if m["opcode"] == 2]  # binary as base64
     assert har["log"]["_sentinel"]["faults"]  # the fault that ended it comes along
+
+
+def make_version_1(path: Path) -> None:
+    """What a recording of schema version 1 looked like: no wire-frame columns, no view."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP VIEW messages")
+    for column in ("source", "message", "fin", "rsv", "masked", "compressed", "wire_size",
+                   "forwarded", "violation"):  # fmt: skip
+        conn.execute(f"ALTER TABLE frames DROP COLUMN {column}")
+    conn.execute("ALTER TABLE sessions DROP COLUMN response_line")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+
+
+async def test_a_version_1_recording_reads_and_takes_new_runs(tmp_path, faulted):
+    old = tmp_path / "v1.db"
+    old.write_bytes(faulted.read_bytes())
+    make_version_1(old)
+    for args in (["show", "1", "--json"], ["failures", "--json"], ["export", "1"]):
+        result = CliRunner().invoke(cli, [*args, "--db", str(old)])
+        assert result.exit_code == 0, (args, result.output)
+    shown = json.loads(CliRunner().invoke(cli, ["show", "1", "--json", "--db", str(old)]).output)
+    assert shown["messages"][0]["payload"] == "hello"
+    assert shown["frames"][0]["fin"] is None  # a version 1 row: a whole message
+    # A proxy appending to it brings the file to version 2, old rows untouched.
+    log = UpstreamLog()
+    async with serve_app(scripted_upstream(log)) as url, running_proxy(url, old) as proxy:
+        ws = await websockets.connect(ws_url(proxy.url, "/ws"))
+        await ws.send("new run")
+        await ws.recv()
+        await ws.close()
+        await proxy.stop_once()
+    conn = sqlite3.connect(old)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    fins = conn.execute("SELECT fin FROM frames ORDER BY id").fetchall()
+    conn.close()
+    assert fins[0][0] is None and fins[-1][0] == 1
