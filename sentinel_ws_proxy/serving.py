@@ -77,6 +77,35 @@ async def until_signalled(*also: asyncio.Event) -> None:
                 loop.remove_signal_handler(sig)
 
 
+class Signals:
+    """SIGINT and SIGTERM counted while installed: the first asks for a stop, the second
+    for a hurried one, the third calls ``on_third`` (the loop still runs for all three)."""
+
+    def __init__(self, on_third: Callable[[], None]):
+        self.first = asyncio.Event()
+        self.second = asyncio.Event()
+        self.count = 0
+        self._on_third = on_third
+        self._loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.add_signal_handler(sig, self._got)
+
+    def _got(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.first.set()
+        elif self.count == 2:
+            self.second.set()
+        else:
+            self._on_third()
+
+    def remove(self) -> None:
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.remove_signal_handler(sig)
+
+
 async def serve_app(
     app: web.Application,
     host: str,

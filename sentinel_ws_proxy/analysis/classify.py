@@ -140,6 +140,8 @@ def _category(
         return "open", "still open (or the recording stopped before it closed)"
     if by == "proxy" and code == 1001:
         return "proxy_shutdown", "the proxy shut down while the session was open"
+    if by == "proxy" and code is None:
+        return "proxy_shutdown", "the proxy stopped without closing it (it crashed or was killed)"
     if code == 1009:
         return "too_big", f"a message exceeded the size limit: {said}"
     if code in (1002, 1003, 1007):

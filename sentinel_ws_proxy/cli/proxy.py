@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -201,9 +202,12 @@ def proxy(
             )
         click.echo(f"Point your frontend at {server.url} (Ctrl-C to stop)")
 
+    def say(line: str) -> None:
+        click.echo(f"sentinel-ws: {line}", err=True)
+
     sinks = [] if quiet else [SessionLog(lambda line: click.echo(line))]
     try:
-        server = run(serve_until_signalled(config, sinks=sinks, on_ready=announce))
+        server = run(serve_until_signalled(config, sinks=sinks, on_ready=announce, say=say))
     except (ConfigError, RecordingError) as exc:
         fail(str(exc))
         return
@@ -211,7 +215,10 @@ def proxy(
         return
     if server.recorder is not None:
         stats = server.recorder.stats
-        click.echo(
-            f"Stopped. Recorded {stats.rows_written} rows to {config.db_path}"
-            + (f"; {stats.dropped} events could not be written" if stats.dropped else "")
-        )
+        click.echo(f"Stopped. Recorded {stats.rows_written:,} rows to {config.db_path}")
+        if stats.repaired:
+            click.echo(f"  {stats.repaired:,} rows held undecodable text, stored as bytes")
+        if stats.dropped:
+            reasons = "; ".join(f"{n:,} because {why}" for why, n in stats.lost.items())
+            click.echo(f"  LOST {stats.dropped:,} events: {reasons}", err=True)
+            sys.exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -28,10 +29,16 @@ from sentinel_ws_proxy.proxy.takeover import takeover
 from sentinel_ws_proxy.proxy.upstream import Upstream, UpstreamHandshake, UpstreamUnreachable
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
-from sentinel_ws_proxy.serving import bind, raise_open_file_limit, until_signalled
+from sentinel_ws_proxy.serving import Signals, bind, raise_open_file_limit
 
 SHUTDOWN_REASON = "sentinel-ws proxy shutting down"
 THROTTLE_POLL = 0.005  # how often paused relays look whether the recorder has caught up
+FLUSH_NOTICE = 10_000  # at shutdown, say how many rows are left to write past this many
+STOP_RETRY = 30.0  # at shutdown, how long a disk that refuses writes is retried
+
+
+def _quiet(line: str) -> None:
+    pass
 
 
 class Sink(Protocol):
@@ -328,6 +335,11 @@ class Proxy:
             for leg in relay.legs.values():
                 leg.release(RECORDER)
 
+    def drop_all(self) -> None:
+        """Cut every open session's connections at once (a hurried stop)."""
+        for relay in list(self.relays.values()):
+            relay.inject_abort(None)
+
     async def close_all(self, reason: str = SHUTDOWN_REASON) -> None:
         """Close every open session with 1001 from the proxy, in parallel; drop the stragglers."""
         for task in list(self.handshakes):
@@ -405,16 +417,36 @@ class ProxyServer:
         scheme = "https" if self.config.tls_cert else "http"
         return f"{scheme}://{format_hostport(self.config.listen_host, self.port)}"
 
-    async def stop(self) -> None:
-        """Stop accepting, close open sessions, then flush every pending row."""
+    async def stop(
+        self, *, hurry: asyncio.Event | None = None, say: Callable[[str], None] = _quiet
+    ) -> None:
+        """Stop accepting, close open sessions, then write every pending row.
+
+        Setting ``hurry`` (a second Ctrl-C) drops the sessions still closing
+        instead of waiting for their peers; rows already received are written all
+        the same.
+        """
         assert self._runner is not None and self.proxy is not None
         if self._server is not None:
             self._server.close()  # stop accepting
-        await self.proxy.close_all()
+        proxy = self.proxy
+        if proxy.relays:
+            say(f"closing {len(proxy.relays)} open sessions (Ctrl-C again: drop them now)…")
+        closing = asyncio.ensure_future(proxy.close_all())
+        hurried = asyncio.ensure_future((hurry or asyncio.Event()).wait())
+        await asyncio.wait([closing, hurried], return_when=asyncio.FIRST_COMPLETED)
+        if not closing.done():
+            say(f"dropping {len(proxy.relays)} sessions without waiting for their peers…")
+            proxy.drop_all()
+            await closing
+        hurried.cancel()
         await self._runner.cleanup()
-        await self.proxy.upstream.close()
+        await proxy.upstream.close()
         if self.recorder is not None:
-            await asyncio.to_thread(self.recorder.close)
+            pending = self.recorder.queued()
+            if pending > FLUSH_NOTICE:
+                say(f"writing {pending:,} recorded events to {self.recorder.path}…")
+            await asyncio.to_thread(self.recorder.close, give_up_after=STOP_RETRY)
 
 
 async def serve_until_signalled(
@@ -422,13 +454,27 @@ async def serve_until_signalled(
     *,
     sinks: Sequence[Sink] = (),
     on_ready: Callable[[ProxyServer], None] = lambda server: None,
+    say: Callable[[str], None] = _quiet,
 ) -> ProxyServer:
-    """Run the proxy until SIGINT or SIGTERM, then shut down without losing a row."""
+    """Run the proxy until SIGINT or SIGTERM, then shut down without losing a row.
+
+    A second signal drops open sessions instead of waiting for their peers and
+    still writes every row received; a third abandons what is not written yet,
+    says how much, and exits with status 3.
+    """
     server = ProxyServer(config, sinks=sinks)
     await server.start()
     on_ready(server)
+
+    def abandon() -> None:
+        lost = server.recorder.abandon() if server.recorder is not None else 0
+        say(f"third signal: exiting now; {lost:,} recorded events were not written")
+        os._exit(3)
+
+    signals = Signals(abandon)
     try:
-        await until_signalled()
+        await signals.first.wait()
+        await server.stop(hurry=signals.second, say=say)
     finally:
-        await server.stop()
+        signals.remove()
     return server

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sentinel_ws_proxy.recording.crash import CRASHED, crashed_runs
 from sentinel_ws_proxy.recording.schema import (
     TABLES,
     FrameRow,
@@ -127,6 +128,9 @@ class Recording:
         self.db = open_read_only(path)
         self.conn: sqlite3.Connection = self.db.conn
         self._present = {table: present_columns(self.db, table) for table in TABLES}
+        # Runs whose proxy died without ending them: their open sessions read as ended
+        # (the next proxy on the file writes the same; a reader changes nothing).
+        self.crashed: set[int] = set(crashed_runs(self.db)) if self.has_table("runs") else set()
 
     def __enter__(self) -> Recording:
         return self
@@ -170,7 +174,37 @@ class Recording:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at, id"
-        return [SessionRow(*row) for row in self.conn.execute(sql, params)]
+        return self._ended([SessionRow(*row) for row in self.conn.execute(sql, params)])
+
+    def _ended(self, rows: list[SessionRow]) -> list[SessionRow]:
+        """Open sessions of a crashed run, as the next proxy will close them."""
+        if not self.crashed:
+            return rows
+        stuck = [r.id for r in rows if r.ended_at is None and r.run_id in self.crashed]
+        if not stuck:
+            return rows
+        last: dict[int, float] = {}
+        for start in range(0, len(stuck), 500):
+            chunk = stuck[start : start + 500]
+            last.update(
+                self.conn.execute(
+                    f"SELECT session_id, max(ts) FROM frames WHERE session_id IN"
+                    f" ({','.join('?' * len(chunk))}) GROUP BY session_id",
+                    chunk,
+                ).fetchall()
+            )
+        return [
+            replace(
+                r,
+                ended_at=max(r.started_at or 0.0, last.get(r.id) or r.started_at or 0.0),
+                closed_by="proxy",
+                clean=0,
+                error=r.error or CRASHED,
+            )
+            if r.ended_at is None and r.run_id in self.crashed
+            else r
+            for r in rows
+        ]
 
     def session_rows(self, ids: Iterable[int]) -> dict[int, SessionRow]:
         """Whole `sessions` rows by id, fetched in chunks."""
@@ -182,8 +216,8 @@ class Recording:
             cursor = self.conn.execute(
                 f"SELECT {select} FROM sessions WHERE id IN ({','.join('?' * len(chunk))})", chunk
             )
-            for row in cursor:
-                found[row[0]] = SessionRow(*row)
+            for row in self._ended([SessionRow(*r) for r in cursor]):
+                found[row.id] = row  # type: ignore[index]
         return found
 
     def session_row(self, session_id: int) -> SessionRow:

@@ -18,7 +18,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from sqlite_utils import Database
 
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.events import Event, Frame, SessionOpened, stored_payload
+from sentinel_ws_proxy.recording.crash import alive, crashed_runs, end_crashed_run
 from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
 from sentinel_ws_proxy.recording.schema import RecordingError, open_database
 from sentinel_ws_proxy.recording.statements import Statement, statements
@@ -45,6 +46,8 @@ BACKLOG_LOW = 8 * 1024 * 1024
 EVENTS_HIGH = 100_000
 EVENTS_LOW = 20_000
 LAG_SAMPLES = 200_000
+# What a value SQLite cannot take raises (as opposed to a disk that refuses writes).
+DATA_ERRORS = (sqlite3.InterfaceError, sqlite3.ProgrammingError, ValueError, TypeError)
 _STOP = object()
 
 
@@ -55,9 +58,13 @@ class WriterStats:
     last_commit: float | None = None
     max_lag_ms: float = 0.0
     errors: int = 0
-    dropped: int = 0
+    dropped: int = 0  # events that never became rows, for the reasons in lost
+    lost: Counter[str] = field(default_factory=Counter)
+    repaired: int = 0  # rows stored after making a value storable (undecodable text as bytes)
     throttled_seconds: float = 0.0  # time the relay waited for a backlog to be written
     last_error: str | None = None
+    paused_since: float | None = None  # the disk refuses writes (full, I/O error) since then
+    crashed: str | None = None  # the writer thread died: why
     # Seconds from an event to the commit that stored it, for the latest events.
     lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
 
@@ -107,6 +114,7 @@ class RecordingWriter:
         backlog_low: int = BACKLOG_LOW,
         events_high: int = EVENTS_HIGH,
         events_low: int = EVENTS_LOW,
+        connect: Callable[[Path], sqlite3.Connection] | None = None,
     ):
         self.path = path
         self.backlog_high = backlog_high
@@ -127,6 +135,10 @@ class RecordingWriter:
         self._written_bytes = 0
         self._thread: threading.Thread | None = None
         self._statements = statements(self._derivations())
+        self._deadline: float | None = None  # when a stopping writer stops retrying the disk
+        # How the writer thread opens the file (a test passes a disk that is full).
+        self._connect = connect or (lambda path: sqlite3.connect(path, timeout=30.0))
+        self._in_hand = 0  # events taken off the queue and not yet committed
 
     def open(self) -> None:
         """Check the file, start a run row, and start the writer thread.
@@ -136,6 +148,8 @@ class RecordingWriter:
         db = open_database(self.path, create=True)
         try:
             self._refuse_if_in_use(db)
+            for run_id in crashed_runs(db):
+                end_crashed_run(db, run_id)
             self._salt = self._hash_salt(db)
             self.run_id = (
                 db["runs"]
@@ -162,7 +176,8 @@ class RecordingWriter:
             raise RecordingError(f"cannot write to {self.path}: {exc}") from None
         finally:
             db.close()
-        self._thread = threading.Thread(target=self._run, name="sentinel-recorder", daemon=True)
+        # Not a daemon: an interpreter exit must not cut a batch off halfway.
+        self._thread = threading.Thread(target=self._guarded, name="sentinel-recorder")
         self._thread.start()
 
     def _refuse_if_in_use(self, db: Database) -> None:
@@ -174,7 +189,7 @@ class RecordingWriter:
             [socket.gethostname()],
         ).fetchall()
         for run_id, pid in rows:
-            if pid and pid != os.getpid() and _alive(pid):
+            if pid and pid != os.getpid() and alive(pid):
                 raise RecordingError(
                     f"{self.path} is being written by another sentinel-ws proxy "
                     f"(run {run_id}, pid {pid}); stop it or choose another --db"
@@ -191,9 +206,16 @@ class RecordingWriter:
 
     def handle(self, event: Event) -> None:
         """Queue an event; returns at once, whatever the disk is doing."""
+        if self.stats.crashed is not None:
+            self._lose(1, "the recorder had stopped")
+            return
         self._queue.put(event)
         if type(event) is Frame:
             self._queued_bytes += event.size
+
+    def _lose(self, n: int, why: str) -> None:
+        self.stats.dropped += n
+        self.stats.lost[why] += n
 
     def queued(self) -> int:
         """Events handed over and not yet written."""
@@ -212,23 +234,55 @@ class RecordingWriter:
         backlog in memory or losing frames. Both bytes and events count: small
         frames cost memory and commit time too.
         """
+        if self.stats.crashed is not None:
+            return False  # nothing will catch up: do not hold the relays forever
         return self.backlog() > self.backlog_high or self.queued() > self.events_high
 
     def caught_up(self) -> bool:
+        if self.stats.crashed is not None:
+            return True
         return self.backlog() <= self.backlog_low and self.queued() <= self.events_low
 
-    def close(self) -> WriterStats:
-        """Write everything still queued, mark the run ended, and stop the thread."""
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self, *, give_up_after: float | None = None) -> WriterStats:
+        """Write everything still queued, mark the run ended, and stop the thread.
+
+        A disk that refuses writes is retried until give_up_after seconds have
+        passed (None: for as long as it takes); then what is left is counted lost.
+        """
         if self._thread is not None:
+            if give_up_after is not None:
+                self._deadline = time.monotonic() + give_up_after
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
         return self.stats
 
+    def abandon(self) -> int:
+        """Give up at once on what is not written yet (a third Ctrl-C); how many events."""
+        self._deadline = 0.0
+        return self.queued() + self._in_hand
+
     # -- the writer thread ------------------------------------------------
 
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # the proxy must hear of it, whatever it was
+            self.stats.crashed = f"{type(exc).__name__}: {exc}"
+            lost = self.queued() + self._in_hand
+            self._lose(lost, "the recorder stopped")
+            print(
+                f"sentinel-ws: RECORDING STOPPED: the writer for {self.path} failed "
+                f"({self.stats.crashed}); {lost} events lost; the proxy keeps relaying "
+                "without recording",
+                file=sys.stderr,
+            )
+
     def _run(self) -> None:
-        conn = sqlite3.connect(self.path, timeout=30.0)
+        conn = self._connect(self.path)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             # WAL with synchronous=NORMAL survives a crash of this process;
@@ -238,7 +292,9 @@ class RecordingWriter:
             while not stopping:
                 batch, stopping = self._next_batch()
                 if batch:
+                    self._in_hand = len(batch)
                     self._write(conn, batch)
+                    self._in_hand = 0
             self._write_run_end(conn)
         finally:
             conn.close()
@@ -284,35 +340,100 @@ class RecordingWriter:
 
     def _write(self, conn: sqlite3.Connection, batch: list[Event]) -> None:
         rows = self._rows(batch)
-        for attempt in range(5):
-            try:
-                with conn:
-                    for statement, params in rows:
-                        conn.executemany(statement.sql, params)
-                break
-            except sqlite3.Error as exc:
-                self.stats.errors += 1
-                self.stats.last_error = str(exc)
-                print(
-                    f"sentinel-ws: recording to {self.path} failed ({exc}); "
-                    f"retry {attempt + 1} of 5",
-                    file=sys.stderr,
-                )
-                time.sleep(0.5 * (attempt + 1))
-        else:
-            self.stats.dropped += len(batch)
-            print(
-                f"sentinel-ws: gave up on {len(batch)} events for {self.path}: "
-                f"{self.stats.last_error}",
-                file=sys.stderr,
-            )
+        written = self._insert(conn, rows)
+        # Written or given up on (and counted lost): either way off the backlog, so
+        # relays paused behind it go on.
+        self._written_bytes += sum(e.size for e in batch if type(e) is Frame)
+        if written is None:
             return
         now = time.time()
-        self.stats.rows_written += sum(len(params) for _, params in rows)
-        self._written_bytes += sum(e.size for e in batch if type(e) is Frame)
+        self.stats.rows_written += written
         self.stats.batches += 1
         self.stats.last_commit = now
         self.stats.note_lags(now, batch)
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Statement, list]]) -> int | None:
+        """Commit the rows; the count written, or None when the disk was given up on.
+
+        A value SQLite cannot take (text with undecodable bytes from a header or
+        a reason phrase) costs its row a repair, never the batch. A disk that
+        refuses writes (full, I/O error, locked) pauses recording: the batch is
+        retried until the disk takes it, while the relays wait behind the
+        backlog, so nothing the proxy still holds is lost.
+        """
+        started = None
+        while True:
+            try:
+                with conn:
+                    return self._execute(conn, rows)
+            except sqlite3.OperationalError as exc:
+                started = started or time.monotonic()
+                if not self._disk_trouble(exc, started, sum(len(p) for _, p in rows)):
+                    return None
+        return None
+
+    def _execute(self, conn: sqlite3.Connection, rows: list[tuple[Statement, list]]) -> int:
+        written = 0
+        for statement, params in rows:
+            # A refused value stops executemany partway: the savepoint takes back the
+            # rows before it, so that going one by one stores each exactly once.
+            conn.execute("SAVEPOINT rows")
+            try:
+                conn.executemany(statement.sql, params)
+                written += len(params)
+            except DATA_ERRORS:
+                conn.execute("ROLLBACK TO rows")
+                written += self._one_by_one(conn, statement, params)
+            conn.execute("RELEASE rows")
+        if self.stats.paused_since is not None:
+            paused = time.monotonic() - self.stats.paused_since
+            print(f"sentinel-ws: recording resumed after {paused:.1f} s", file=sys.stderr)
+            self.stats.paused_since = None
+        return written
+
+    def _one_by_one(self, conn: sqlite3.Connection, statement: Statement, params: list) -> int:
+        written = 0
+        for row in params:
+            try:
+                conn.execute(statement.sql, row)
+            except DATA_ERRORS:
+                try:
+                    conn.execute(statement.sql, storable(row))
+                except DATA_ERRORS as exc:
+                    self._lose(1, f"a value SQLite refused ({exc})")
+                    continue
+                self.stats.repaired += 1
+                if self.stats.repaired == 1:
+                    print(
+                        "sentinel-ws: a row held text with undecodable bytes; stored as bytes "
+                        "(BLOB) instead, losslessly (/_sentinel/status counts them)",
+                        file=sys.stderr,
+                    )
+            written += 1
+        return written
+
+    def _disk_trouble(self, exc: Exception, started: float, events: int) -> bool:
+        """Wait and say so; False once a stopping proxy has waited long enough."""
+        self.stats.errors += 1
+        self.stats.last_error = str(exc)
+        now = time.monotonic()
+        if self.stats.paused_since is None:
+            self.stats.paused_since = now
+            print(
+                f"sentinel-ws: recording to {self.path} paused: {exc}; retrying every second "
+                f"(relays slow down once {self.backlog_high >> 20} MiB wait); free space "
+                "and it resumes by itself",
+                file=sys.stderr,
+            )
+        if self._deadline is not None and now >= self._deadline:
+            self._lose(events, f"the disk refused them ({exc})")
+            print(
+                f"sentinel-ws: gave up on {events} events for {self.path}: {exc}",
+                file=sys.stderr,
+            )
+            return False
+        time.sleep(min(1.0, 0.05 * 2 ** min(5, int(now - started))))
+        return True
 
     def _rows(self, batch: list[Event]) -> list[tuple[Statement, list[Sequence[object]]]]:
         """Each statement with its parameters; inserts before updates."""
@@ -343,6 +464,25 @@ class RecordingWriter:
             print(f"sentinel-ws: could not mark run {self.run_id} ended: {exc}", file=sys.stderr)
 
 
+def storable(row: Sequence[object]) -> tuple[object, ...]:
+    """A row SQLite will take: text that does not encode as UTF-8 (a lone surrogate from
+    an undecodable header byte) becomes the bytes it stood for."""
+    out = []
+    for value in row:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                try:
+                    value = value.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:
+                    value = value.encode("utf-8", "surrogatepass")
+        elif value is not None and not isinstance(value, int | float | bytes):
+            value = str(value)
+        out.append(value)
+    return tuple(out)
+
+
 def _split(
     statement: Statement, events: list[Any]
 ) -> list[tuple[Statement, list[Sequence[object]]]]:
@@ -366,18 +506,3 @@ def _split(
     if current:
         runs.append((short if usual else statement, current))
     return runs
-
-
-def _alive(pid: int) -> bool:
-    if sys.platform == "win32":
-        # os.kill with signal 0 is not a probe on Windows; skip the check there.
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True

@@ -1,0 +1,210 @@
+"""The recording never dies silently and a killed proxy's sessions end (issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import websockets
+from click.testing import CliRunner
+
+from sentinel_ws_proxy.cli import cli
+from sentinel_ws_proxy.events import HttpRequest, SessionOpened, whole_frame
+from sentinel_ws_proxy.recording.redact import Redactor
+from sentinel_ws_proxy.recording.writer import RecordingWriter
+from tests.conftest import rows, running_proxy, within, ws_url
+from tests.test_cli import start_cli_proxy
+
+T0 = 1_800_000_000.0
+
+
+def writer(db: Path, **options) -> RecordingWriter:
+    w = RecordingWriter(
+        db, redactor=Redactor(), max_payload=1024, listen="test", upstream="x", **options
+    )
+    w.open()
+    return w
+
+
+def test_a_value_sqlite_refuses_costs_a_repair_not_the_recording(tmp_path, capfd):
+    db = tmp_path / "r.db"
+    w = writer(db)
+    # A path with a byte that was not UTF-8, as aiohttp hands it on (surrogateescape).
+    w.handle(HttpRequest(T0, "127.0.0.1", "GET", "/caf\udce9", "", 200, 1.0))
+    w.handle(HttpRequest(T0 + 1, "127.0.0.1", "GET", "/after", "", 200, 1.0))
+    headers = (("User-Agent", "old browser \udcff"),)
+    w.handle(SessionOpened(1, T0 + 2, "127.0.0.1", "/ws", "", "ws://x/ws", headers, 101))
+    w.handle(whole_frame(1, T0 + 3, "c2s", "text", b"still recording"))
+    stats = w.close()
+    assert stats.dropped == 0 and stats.repaired == 2
+    paths = [r[0] for r in rows(db, "SELECT path FROM http_requests ORDER BY id")]
+    assert paths == ["/caf\xe9".encode("latin-1"), "/after"]  # the byte itself, as a BLOB
+    (session,) = rows(db, "SELECT user_agent, request_headers FROM sessions")
+    assert session["user_agent"] == b"old browser \xff"
+    assert rows(db, "SELECT payload FROM frames")[0][0] == "still recording"
+    assert "stored as bytes" in capfd.readouterr().err
+
+
+async def test_latin1_header_and_reason_phrase_are_recorded_and_recording_goes_on(db):
+    """A raw client sends a Latin-1 User-Agent; a raw server refuses with a Latin-1 reason."""
+
+    async def refuse(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 403 Interdit \xe0 vous\r\nX-Why: r\xe8gle\r\nContent-Length: 2\r\n\r\nno"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, running_proxy(f"http://127.0.0.1:{port}", db) as proxy:
+        host = proxy.url.removeprefix("http://")
+        for agent in (b"Navigateur \xe9t\xe9", b"second"):
+            reader, writer = await asyncio.open_connection(*host.rsplit(":", 1))
+            writer.write(
+                b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                b"User-Agent: " + agent + b"\r\n\r\n"
+            )
+            answer = await within(reader.read())
+            assert answer.startswith(b"HTTP/1.1 403 Interdit \xe0 vous\r\n")  # as sent
+            writer.close()
+        await proxy.stop_once()
+        assert proxy.recorder.stats.dropped == 0
+    found = rows(db, "SELECT user_agent, response_line, response_headers FROM sessions ORDER BY id")
+    assert [r["user_agent"] for r in found] == ["Navigateur été", "second"]
+    assert found[0]["response_line"] == "HTTP/1.1 403 Interdit à vous"
+    assert json.loads(found[0]["response_headers"])["x-why"] == "règle"
+
+
+def full_disk(made: list[sqlite3.Connection]):
+    """The writer's connection on a disk that is full: SQLite's own SQLITE_FULL, through a
+    page limit the file has already reached (raising the limit is space coming back)."""
+
+    def connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        made.append(conn)
+        return conn
+
+    return connect
+
+
+def paused_writer(db: Path, made: list) -> RecordingWriter:
+    w = writer(db, connect=full_disk(made))
+    for i in range(20):
+        w.handle(whole_frame(1, time.time(), "c2s", "binary", bytes([i]) * 4000))
+    deadline = time.monotonic() + 10
+    while w.stats.paused_since is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w.stats.paused_since is not None, "the full disk was not noticed"
+    return w
+
+
+def test_a_full_disk_pauses_recording_and_it_resumes_when_space_returns(tmp_path, capfd):
+    db = tmp_path / "r.db"
+    made: list[sqlite3.Connection] = []
+    w = paused_writer(db, made)
+    time.sleep(0.3)
+    assert w.stats.dropped == 0 and w.backlog() == 20 * 4000  # held, not lost
+    made[0].execute("PRAGMA max_page_count = 1000000")  # space comes back
+    stats = w.close()
+    assert stats.dropped == 0
+    assert rows(db, "SELECT count(*) FROM frames")[0][0] == 20
+    err = capfd.readouterr().err
+    assert "paused: database or disk is full" in err and "recording resumed after" in err
+
+
+def test_a_stopping_proxy_gives_up_on_a_full_disk_and_counts_the_loss(tmp_path, capfd):
+    db = tmp_path / "r.db"
+    w = paused_writer(db, [])
+    stats = w.close(give_up_after=0.5)
+    assert stats.dropped == 20 and "the disk refused them" in " ".join(stats.lost)
+    assert "gave up on 20 events" in capfd.readouterr().err
+    assert w.backlog() == 0  # taken off the backlog: relays are not held forever
+
+
+async def test_a_killed_proxy_sessions_end_in_readers_and_in_the_next_run(tmp_path, echo_upstream):
+    db = tmp_path / "rec.db"
+    process, url, _ = await start_cli_proxy(echo_upstream, db)
+    ws = await within(websockets.connect(ws_url(url, "/ws")))
+    await ws.send("before the kill")
+    assert await within(ws.recv()) == "before the kill"
+    await asyncio.sleep(0.3)  # committed (the writer lingers 2 ms)
+    process.send_signal(signal.SIGKILL)
+    await within(process.wait())
+    before = db.read_bytes()
+    result = CliRunner().invoke(cli, ["sessions", "--json", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    (shown,) = json.loads(result.output)
+    assert shown["closed_by"] == "proxy" and "crashed or was killed" in shown["error"]
+    assert shown["category"] == "proxy_shutdown" and shown["ended_at"] is not None
+    assert db.read_bytes() == before  # the reader changed nothing
+    # The next proxy on the file closes the run and its session for good.
+    process, url, _ = await start_cli_proxy(echo_upstream, db)
+    process.send_signal(signal.SIGINT)
+    assert await within(process.wait(), 20) == 0
+    first = rows(db, "SELECT * FROM sessions WHERE id = 1")[0]
+    assert first["ended_at"] is not None and first["closed_by"] == "proxy"
+    assert first["frames_c2s"] == 1 and first["frames_s2c"] == 1
+    assert all(r["ended_at"] is not None for r in rows(db, "SELECT ended_at FROM runs"))
+    await ws.close()
+
+
+async def test_a_second_signal_drops_open_sessions_and_keeps_every_received_frame(tmp_path):
+    db = tmp_path / "rec.db"
+    upstream_got: list[str] = []
+
+    async def echo(ws) -> None:
+        async for message in ws:
+            upstream_got.append(message)
+            await ws.send(message)
+
+    async with websockets.serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        process, url, _ = await start_cli_proxy(f"http://127.0.0.1:{port}", db)
+        clients_got: list[str] = []
+        # A client that never answers a close frame: a plain stop would wait for it.
+        host = url.removeprefix("http://")
+        _, mute = await asyncio.open_connection(*host.rsplit(":", 1))
+        mute.write(
+            b"GET /mute HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+
+        async def stream(index: int) -> None:
+            async with websockets.connect(ws_url(url, f"/ws?c={index}")) as ws:
+                i = 0
+                try:
+                    while True:
+                        await ws.send(f"{index}:{i}")
+                        clients_got.append(await within(ws.recv()))
+                        i += 1
+                except websockets.ConnectionClosed:
+                    pass
+
+        streams = [asyncio.ensure_future(stream(i)) for i in range(4)]
+        while len(clients_got) < 400:
+            await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        line = (await within(process.stderr.readline())).decode()
+        assert "closing 5 open sessions" in line, line
+        process.send_signal(signal.SIGTERM)
+        assert await within(process.wait(), 20) == 0
+        rest = (await process.stderr.read()).decode()
+        assert "dropping" in rest, rest
+        await within(asyncio.gather(*streams), 20)
+        mute.close()
+
+    recorded_c2s = {r[0] for r in rows(db, "SELECT payload FROM frames WHERE direction='c2s'")}
+    recorded_s2c = {r[0] for r in rows(db, "SELECT payload FROM frames WHERE direction='s2c'")}
+    assert set(upstream_got) <= recorded_c2s
+    assert set(clients_got) <= recorded_s2c
+    assert all(r[0] is not None for r in rows(db, "SELECT ended_at FROM sessions"))
+    assert rows(db, "SELECT ended_at FROM runs")[0][0] is not None
