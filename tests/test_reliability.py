@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sqlite3
 import time
 from pathlib import Path
 
+import aiohttp
+import pytest
 import websockets
 from click.testing import CliRunner
 
@@ -208,3 +211,81 @@ async def test_a_second_signal_drops_open_sessions_and_keeps_every_received_fram
     assert set(clients_got) <= recorded_s2c
     assert all(r[0] is not None for r in rows(db, "SELECT ended_at FROM sessions"))
     assert rows(db, "SELECT ended_at FROM runs")[0][0] is not None
+
+
+async def test_an_http_upstream_that_never_answers_is_a_504(db):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts TCP, never answers
+    port = silent.getsockname()[1]
+    try:
+        async with (
+            running_proxy(f"http://127.0.0.1:{port}", db, upstream_timeout=0.5) as proxy,
+            aiohttp.ClientSession() as http,
+        ):
+            started = time.monotonic()
+            async with http.get(f"{proxy.url}/api/slow") as response:
+                assert response.status == 504
+                assert "did not start answering within 0.5 s" in await response.text()
+            assert time.monotonic() - started < 5
+            await proxy.stop_once()
+    finally:
+        silent.close()
+    (request,) = rows(db, "SELECT status, error FROM http_requests")
+    assert request["status"] == 504 and "0.5 s" in request["error"]
+
+
+async def test_silent_and_slowloris_clients_are_let_go(upstream, db):
+    url, _ = upstream
+    async with running_proxy(url, db, head_timeout=0.5) as proxy:
+        host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+        silent_r, silent_w = await asyncio.open_connection(host, port)
+        slow_r, slow_w = await asyncio.open_connection(host, port)
+        started = time.monotonic()
+        try:
+            for byte in b"GET / HTTP/1.1\r\nHost: x\r\n":  # a byte at a time, never done
+                slow_w.write(bytes([byte]))
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            pass  # let go while still sending: what should happen
+        for reader in (silent_r, slow_r):
+            try:
+                assert await within(reader.read()) == b""
+            except ConnectionError:
+                pass  # closed under a write: as good as an end
+        assert time.monotonic() - started < 3
+        assert proxy.proxy.slow_clients == 2
+        silent_w.close()
+        slow_w.close()
+
+
+async def test_connections_past_max_connections_get_503(echo_upstream, db):
+    async with running_proxy(echo_upstream, db, max_connections=2) as proxy:
+        first = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        second = await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await within(websockets.connect(ws_url(proxy.url, "/ws")))
+        assert refused.value.response.status_code == 503
+        await first.close()
+        await asyncio.sleep(0.1)
+        third = await within(websockets.connect(ws_url(proxy.url, "/ws")))  # room again
+        for ws in (second, third):
+            await ws.close()
+        assert proxy.proxy.refused_connections == 1
+
+
+async def test_malformed_requests_are_one_line_each_without_traceback(tmp_path, echo_upstream):
+    process, url, _ = await start_cli_proxy(echo_upstream, tmp_path / "rec.db")
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    for _ in range(20):
+        _, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n")
+        await writer.drain()
+        writer.close()
+    await asyncio.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    assert await within(process.wait(), 20) == 0
+    err = (await process.stderr.read()).decode()
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "Error handling request" in line]
+    assert 1 <= len(lines) <= 3, err  # a line a second, with a count of the rest

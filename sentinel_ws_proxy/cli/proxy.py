@@ -25,7 +25,8 @@ from sentinel_ws_proxy.proxy.config import (
     parse_upstream,
 )
 
-LOW_OPEN_FILES = 4096  # below this, say how many sessions the open-file limit allows
+# Below this many open files (about 2,000 sessions) the proxy says how many it can hold.
+LOW_OPEN_FILES = 4096
 
 
 @cli.command()
@@ -84,6 +85,21 @@ LOW_OPEN_FILES = 4096  # below this, say how many sessions the open-file limit a
     help="Seconds a side may take to answer a close frame before both are dropped.",
 )
 @click.option(
+    "--upstream-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Plain HTTP: how long the upstream may take to start answering before a 504.",
+)
+@click.option(
+    "--max-connections",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Client connections held at once; past it, new ones get 503.",
+)
+@click.option(
     "--fault",
     "faults",
     multiple=True,
@@ -126,6 +142,8 @@ def proxy(
     no_redact: bool,
     redact_header: tuple[str, ...],
     close_timeout: float,
+    upstream_timeout: float,
+    max_connections: int,
     faults: tuple[str, ...],
     admin_token: str | None,
     upstream_ca: Path | None,
@@ -163,6 +181,8 @@ def proxy(
             redact=not no_redact,
             redact_headers=redact_header,
             close_timeout=close_timeout,
+            upstream_timeout=upstream_timeout,
+            max_connections=max_connections,
             faults=tuple(parse_spec(spec) for spec in faults),
             admin_token=admin_token,
             upstream_ca=upstream_ca,
@@ -188,11 +208,12 @@ def proxy(
             click.echo(f"  fault {fault['id']:<7} {fault['spec']}")
         if config.insecure_upstream and config.upstream.scheme == "https":
             click.echo("  warning: the upstream's TLS certificate is not verified", err=True)
-        if server.open_files is not None and server.open_files[0] < LOW_OPEN_FILES:
+        files = server.open_files[0] if server.open_files else None
+        if files is not None and files < LOW_OPEN_FILES:
             click.echo(
-                f"  warning: this process may open only {server.open_files[0]} files, enough "
-                f"for about {server.open_files[0] // 2 - 20} WebSocket sessions at once; "
-                "raise the hard limit (ulimit -Hn) for more",
+                f"  warning: this process may open {files:,} files, enough for about "
+                f"{files // 2 - 50:,} WebSocket sessions at once (--max-connections "
+                f"{config.max_connections:,}); raise the hard limit (ulimit -Hn) for more",
                 err=True,
             )
         if not config.is_loopback:

@@ -66,6 +66,10 @@ def status(proxy: Proxy) -> dict[str, Any]:
             "bytes_s2c": sizes["s2c"],
             "close_codes": {str(k): v for k, v in sorted(stats.close_codes.items())},
             "http_requests": stats.http_requests,
+            "open_connections": len(relays) + proxy.fronts,
+            "refused_connections": proxy.refused_connections,
+            "slow_clients_closed": proxy.slow_clients,
+            "accept_errors": proxy.accept_errors,
         },
     }
 

@@ -38,6 +38,15 @@ class ProxyConfig:
     # gives up on a clean close and drops both connections.
     close_timeout: float = 5.0
     connect_timeout: float = 10.0
+    # Plain HTTP: how long the upstream may take to start answering before the
+    # browser gets a 504 (bodies may then stream for as long as they like).
+    upstream_timeout: float = 30.0
+    # Client connections held at once (HTTP and WebSocket); past it: 503.
+    max_connections: int = 10_000
+    # An idle kept-alive HTTP connection is closed after this long (as nginx does).
+    keepalive_timeout: float = 75.0
+    # A client that has not sent a whole request head by then is let go (slowloris).
+    head_timeout: float = 10.0
     # Payload bytes the recorder may fall behind before relays pause (see writer.py).
     backlog_high: int = 32 * 1024 * 1024
     backlog_low: int = 8 * 1024 * 1024

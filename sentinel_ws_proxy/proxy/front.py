@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from sentinel_ws_proxy.proxy.handshake import HeadError, RequestHead, head_end, parse_request
 
@@ -21,10 +21,24 @@ EARLY_LIMIT = 64 * 1024  # bytes a client may send before its upgrade is answere
 OpenWebSocket = Callable[["FrontProtocol", RequestHead], Coroutine[Any, Any, None]]
 
 
+class Counter(Protocol):
+    fronts: int
+    slow_clients: int
+
+
 class FrontProtocol(asyncio.Protocol):
-    def __init__(self, open_websocket: OpenWebSocket, http: Callable[[], asyncio.Protocol]):
+    def __init__(
+        self,
+        open_websocket: OpenWebSocket,
+        http: Callable[[], asyncio.Protocol],
+        counter: Counter | None = None,
+        head_timeout: float = HEAD_TIMEOUT,
+    ):
+        self._head_timeout = head_timeout
         self._open_websocket = open_websocket
         self._http = http
+        self._counter = counter
+        self._counted = False
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.task: asyncio.Future[None] | None = None
@@ -35,10 +49,20 @@ class FrontProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, self._too_slow)
+        self._timer = asyncio.get_running_loop().call_later(self._head_timeout, self._too_slow)
+        if self._counter is not None:
+            self._counter.fronts += 1
+            self._counted = True
+
+    def _uncount(self) -> None:
+        if self._counted and self._counter is not None:
+            self._counter.fronts -= 1
+            self._counted = False
 
     def _too_slow(self) -> None:
         if self.transport is not None and self.task is None:
+            if self._counter is not None:
+                self._counter.slow_clients += 1
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -76,6 +100,7 @@ class FrontProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._uncount()  # from here on a relay or aiohttp counts the connection
 
     def eof_received(self) -> bool:
         return True  # a client may half-close after its request; the answer still goes back
@@ -90,6 +115,19 @@ class FrontProtocol(asyncio.Protocol):
         self._cancel_timer()
         if not self.lost.done():
             self.lost.set_result(None)
+
+
+class Refuse(asyncio.Protocol):
+    """Past --max-connections: a 503 at once, and the connection closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        body = b"sentinel-ws proxy: too many connections (--max-connections)\n"
+        transport.write(  # type: ignore[attr-defined]
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s"
+            % (len(body), body)
+        )
+        transport.close()
 
 
 def taken_over(transport: asyncio.Transport, early: bytes) -> FrontProtocol:

@@ -53,14 +53,18 @@ def filter_headers(headers: CIMultiDict[str], *, drop: Iterable[str] = ()) -> CI
 
 def forwarded_request_headers(request: web.Request, *, websocket: bool) -> CIMultiDict[str]:
     """The client's headers as the upstream should see them, plus X-Forwarded-*."""
-    drop = {"host"} | (WEBSOCKET_HANDSHAKE if websocket else set())
-    headers = filter_headers(request.headers, drop=drop)
+    # X-Forwarded-Proto and -Host are the proxy's to say (as nginx does): a client's own
+    # would pass as if the proxy had vouched for them. X-Forwarded-For is appended to.
+    drop = {"host", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"}
+    headers = filter_headers(
+        request.headers, drop=drop | (WEBSOCKET_HANDSHAKE if websocket else set())
+    )
     peer = request.remote or ""
-    prior = request.headers.get("X-Forwarded-For")
+    prior = ", ".join(request.headers.getall("X-Forwarded-For", []))
     headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
+    headers["X-Forwarded-Proto"] = request.scheme
     if request.host:
-        headers.setdefault("X-Forwarded-Host", request.host)
+        headers["X-Forwarded-Host"] = request.host
     return headers
 
 

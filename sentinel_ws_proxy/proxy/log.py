@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from collections.abc import Callable
 
 from sentinel_ws_proxy.events import Event, SessionClosed, SessionOpened
@@ -35,3 +38,47 @@ def describe(opened: SessionOpened, closed: SessionClosed) -> str:
         f" ({how}) after {seconds:.1f} s; frames: {closed.frames_c2s} from client,"
         f" {closed.frames_s2c} from server"
     )
+
+
+class Notices:
+    """One-line notices on stderr, each kind at most once a second with a count of the rest.
+
+    What a remote client can cause (malformed requests, refused connections,
+    failed accepts) must not flood the terminal nor print tracebacks.
+    """
+
+    def __init__(self, write: Callable[[str], None] | None = None, every: float = 1.0):
+        self._write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._every = every
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def say(self, kind: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -self._every) < self._every:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return
+        held = self._held.pop(kind, 0)
+        more = f" (and {held} more like it)" if held else ""
+        self._last[kind] = now
+        self._write(f"sentinel-ws: {text}{more}")
+
+
+class OneLine(logging.Handler):
+    """aiohttp's server log through the notices: a line per kind, no traceback."""
+
+    def __init__(self, notices: Notices):
+        super().__init__(logging.WARNING)
+        self._notices = notices
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        text = record.getMessage() + (f": {type(exc).__name__}: {exc}" if exc else "")
+        self._notices.say(record.getMessage(), " ".join(text.split()))
+
+
+def quiet_aiohttp(notices: Notices) -> None:
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [OneLine(notices)]
+        logger.propagate = False

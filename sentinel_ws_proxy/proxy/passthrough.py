@@ -11,13 +11,17 @@ from aiohttp import web
 
 from sentinel_ws_proxy.events import Event, HttpRequest
 from sentinel_ws_proxy.proxy.headers import forwarded_request_headers, relayed_response_headers
-from sentinel_ws_proxy.proxy.upstream import Upstream, describe_client_error
+from sentinel_ws_proxy.proxy.upstream import Upstream, describe_client_error, within
 
 CHUNK = 64 * 1024
 
 
 async def pass_through(
-    request: web.Request, upstream: Upstream, emit: Callable[[Event], None]
+    request: web.Request,
+    upstream: Upstream,
+    emit: Callable[[Event], None],
+    *,
+    timeout: float = 30.0,
 ) -> web.StreamResponse:
     started = time.time()
     rel = request.rel_url
@@ -25,13 +29,22 @@ async def pass_through(
     error: str | None = None
     try:
         url = upstream.url_for(rel.raw_path, rel.raw_query_string, websocket=False)
-        async with upstream.session.request(
-            request.method,
-            url,
-            headers=forwarded_request_headers(request, websocket=False),
-            data=request.content if request.body_exists else None,
-            allow_redirects=False,
-        ) as upstream_response:
+        try:
+            answer = await within(
+                timeout,
+                upstream.session.request(
+                    request.method,
+                    url,
+                    headers=forwarded_request_headers(request, websocket=False),
+                    data=request.content if request.body_exists else None,
+                    allow_redirects=False,
+                ),
+            )
+        except asyncio.TimeoutError:
+            status, error = 504, f"{upstream.base} did not start answering within {timeout:g} s"
+            text = f"sentinel-ws proxy: {error} (--upstream-timeout)\n"
+            return web.Response(status=504, text=text)
+        async with answer as upstream_response:
             response = web.StreamResponse(
                 status=upstream_response.status,
                 reason=upstream_response.reason,

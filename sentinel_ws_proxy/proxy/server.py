@@ -20,8 +20,9 @@ from sentinel_ws_proxy.protocol import GOING_AWAY
 from sentinel_ws_proxy.proxy import admin
 from sentinel_ws_proxy.proxy.config import ProxyConfig, format_hostport
 from sentinel_ws_proxy.proxy.frames import Deflate
-from sentinel_ws_proxy.proxy.front import FrontProtocol
+from sentinel_ws_proxy.proxy.front import FrontProtocol, Refuse
 from sentinel_ws_proxy.proxy.handshake import RequestHead, decode, simple_response, upstream_request
+from sentinel_ws_proxy.proxy.log import Notices, quiet_aiohttp
 from sentinel_ws_proxy.proxy.passthrough import pass_through
 from sentinel_ws_proxy.proxy.relay import RECORDER, Relay
 from sentinel_ws_proxy.proxy.stats import LiveStats
@@ -87,6 +88,11 @@ class Proxy:
         self.faults = FaultEngine(self.emit, recorder.first_fault_id if recorder is not None else 1)
         self.throttled = False
         self._throttled_since = 0.0
+        self.fronts = 0  # connections whose first request head is still being read
+        self.accept_errors = 0
+        self.slow_clients = 0  # let go for not sending a request head in time
+        self.refused_connections = 0
+        self.notices = Notices()
 
     def emit(self, event: Event) -> None:
         """Everything but frames, to every sink."""
@@ -99,14 +105,25 @@ class Proxy:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
-    def front(self, http: Callable[[], asyncio.Protocol]) -> FrontProtocol:
-        return FrontProtocol(self.open_websocket, http)
+    def front(self, http: web.Server) -> asyncio.Protocol:
+        open_now = len(self.relays) + len(http.connections) + self.fronts
+        if open_now >= self.config.max_connections:
+            self.refused_connections += 1
+            self.notices.say(
+                "max-connections",
+                f"refusing connections: {open_now:,} open, --max-connections "
+                f"{self.config.max_connections:,}",
+            )
+            return Refuse()
+        return FrontProtocol(self.open_websocket, http, self, self.config.head_timeout)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         # An upgrade here came on a connection that served plain HTTP first (keep-alive).
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await takeover(request, self.open_websocket)
-        return await pass_through(request, self.upstream, self.emit)
+        return await pass_through(
+            request, self.upstream, self.emit, timeout=self.config.upstream_timeout
+        )
 
     # -- a WebSocket upgrade ----------------------------------------------------------
 
@@ -380,6 +397,8 @@ class ProxyServer:
     async def start(self) -> None:
         config = self.config
         self.open_files = raise_open_file_limit()
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_error)
         # Bind before touching the recording, so a busy port leaves no empty run behind.
         sock = bind(config.listen_host, config.listen_port)
         try:
@@ -399,10 +418,14 @@ class ProxyServer:
             raise
         self.port = sock.getsockname()[1]
         self.proxy = Proxy(config, recorder=self.recorder, sinks=self.sinks)
+        quiet_aiohttp(self.proxy.notices)
         for spec in config.faults:
             self.proxy.faults.add(spec)
         self._runner = web.AppRunner(
-            self.proxy.make_app(), access_log=None, shutdown_timeout=config.close_timeout
+            self.proxy.make_app(),
+            access_log=None,
+            shutdown_timeout=config.close_timeout,
+            keepalive_timeout=config.keepalive_timeout,
         )
         await self._runner.setup()
         http = self._runner.server
@@ -411,6 +434,17 @@ class ProxyServer:
         self._server = await asyncio.get_running_loop().create_server(
             lambda: proxy.front(http), sock=sock, ssl=config.listen_tls(), backlog=1024
         )
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Failed accepts (out of file descriptors...) and the like: one line a second."""
+        if self.proxy is None:
+            loop.default_exception_handler(context)
+            return
+        exc = context.get("exception")
+        message = context.get("message", "")
+        if "accept" in message:
+            self.proxy.accept_errors += 1
+        self.proxy.notices.say(message, f"{message}: {exc}" if exc else message)
 
     @property
     def url(self) -> str:
