@@ -212,7 +212,7 @@ async def echo_upstream() -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def running_proxy(
-    upstream_url: str, db: Path | None, **options
+    upstream_url: str, db: Path | None, *, sinks=(), **options
 ) -> AsyncIterator[ProxyServer]:
     config = ProxyConfig(
         listen_host="127.0.0.1",
@@ -221,7 +221,7 @@ async def running_proxy(
         db_path=db,
         **options,
     )
-    server = ProxyServer(config)
+    server = ProxyServer(config, sinks=sinks)
     await within(server.start())
     stopped = False
 

@@ -136,7 +136,7 @@ async def test_demo_frontend_recovers_from_an_injected_crash(tmp_path, async_pla
         first_connection = await page.evaluate("document.body.dataset.connectionId")
         (session_id,) = proxy.proxy.relays
         crash = f"{proxy.url}/_sentinel/connections/{session_id}/close?code=1011"
-        async with http.post(crash) as response:
+        async with http.post(crash, headers={"X-Sentinel-WS": "test"}) as response:
             assert response.status == 202
         await wait_for_new_connection(page, first_connection)
         assert await page.text_content("#socket-status") == "connected"

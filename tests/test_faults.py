@@ -289,32 +289,34 @@ async def test_runtime_api(upstream, db):
     url, _ = upstream
     async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
         api = proxy.url + "/_sentinel"
-        async with http.post(api + "/faults", data="latency ms=1") as r:
+        cli = {"X-Sentinel-WS": "cli"}  # what `sentinel-ws fault` sends with a plain spec
+        async with http.post(api + "/faults", data="latency ms=1", headers=cli) as r:
             assert r.status == 201 and (await r.json())["id"] == 1
         async with http.post(api + "/faults", json={"spec": "drop match=x"}) as r:
             assert r.status == 201
-        async with http.post(api + "/faults", data="bogus") as r:
+        async with http.post(api + "/faults", data="bogus", headers=cli) as r:
             assert r.status == 400 and "unknown action" in (await r.json())["error"]
         async with http.get(api + "/faults") as r:
             listed = (await r.json())["faults"]
         assert [f["spec"] for f in listed] == ["latency ms=1", "drop match=x"]
-        async with http.delete(api + "/faults/1") as r:
+        async with http.delete(api + "/faults/1", headers=cli) as r:
             assert r.status == 200
-        async with http.delete(api + "/faults/99") as r:
+        async with http.delete(api + "/faults/99", headers=cli) as r:
             assert r.status == 404
-        async with http.post(api + "/faults/reset") as r:
+        async with http.post(api + "/faults/reset", headers=cli) as r:
             assert (await r.json())["removed"] == 1
         # One live connection, acted on once.
         ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
         await ws.send("hi")
         await within(ws.recv())
         (session_id,) = proxy.proxy.relays
-        async with http.post(f"{api}/connections/{session_id}/close?code=4001&reason=bye") as r:
+        close = f"{api}/connections/{session_id}/close?code=4001&reason=bye"
+        async with http.post(close, headers=cli) as r:
             assert r.status == 202
         with pytest.raises(websockets.ConnectionClosed):
             await within(ws.recv())
         assert (ws.close_code, ws.close_reason) == (4001, "bye")
-        async with http.post(f"{api}/connections/999/abort") as r:
+        async with http.post(f"{api}/connections/999/abort", headers=cli) as r:
             assert r.status == 404
         await proxy.stop_once()
     (session,) = rows(db, "SELECT fault_id, close_code FROM sessions")
@@ -414,3 +416,47 @@ async def test_monitor_follow_shows_faults_as_they_fire(upstream, db):
     assert "Recent faults" in flat
     assert re.search(r"close 1 1 close code=1011 after=0.1s client 1011, upstream 1001", flat), flat
     assert "injected" in flat
+
+
+async def test_web_pages_cannot_drive_the_admin_api(upstream, db):
+    """A cross-site form post, a foreign Origin, a rebound DNS name: all refused."""
+    url, _ = upstream
+    async with running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        api = proxy.url + "/_sentinel"
+        port = proxy.url.rsplit(":", 1)[1]
+        form = {"Content-Type": "text/plain"}  # what a <form enctype=text/plain> can send
+        async with http.post(api + "/faults", data="abort", headers=form) as r:
+            assert r.status == 415
+        evil = {"Origin": "http://evil.example", "Content-Type": "application/json"}
+        async with http.post(api + "/faults", json={"spec": "abort"}, headers=evil) as r:
+            assert r.status == 403 and "Origin" in (await r.json())["error"]
+        rebound = {"Host": f"evil.example:{port}"}
+        async with http.get(api + "/status", headers=rebound) as r:
+            assert r.status == 403 and "Host" in (await r.json())["error"]
+        for name in ("localhost", "127.0.0.1"):
+            async with http.get(api + "/status", headers={"Host": f"{name}:{port}"}) as r:
+                assert r.status == 200
+        same = {"Origin": proxy.url}
+        async with http.post(api + "/faults", json={"spec": "latency ms=1"}, headers=same) as r:
+            assert r.status == 201
+        assert [f["spec"] for f in proxy.proxy.faults.listing()] == ["latency ms=1"]
+        # The app behind the proxy is not the admin API: its own forms pass.
+        async with http.post(proxy.url + "/api/form", data="x", headers=form) as r:
+            assert r.status == 201
+
+
+async def test_a_malformed_authorization_header_is_a_401_not_a_500(echo_upstream, db):
+    async with running_proxy(echo_upstream, db, admin_token="s3cret") as proxy:
+        host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"GET /_sentinel/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s\xe9cret\r\n\r\n"
+        )
+        head = await within(reader.readuntil(b"\r\n\r\n"))
+        assert head.startswith(b"HTTP/1.1 401")
+        writer.close()
+
+
+def test_an_empty_admin_token_is_refused():
+    result = CliRunner().invoke(cli, ["proxy", "--admin-token", "", "--no-record"])
+    assert result.exit_code == 2 and "must not be empty" in result.output

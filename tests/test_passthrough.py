@@ -9,7 +9,11 @@ import os
 
 import aiohttp
 import websockets
+from click.testing import CliRunner
 
+from sentinel_ws_proxy.cli import cli
+from sentinel_ws_proxy.proxy.log import SessionLog
+from sentinel_ws_proxy.recording.redact import REDACTED, Redactor
 from tests.conftest import rows, running_proxy, serve_app, within, ws_url
 
 
@@ -174,3 +178,73 @@ async def test_http_to_unreachable_upstream_is_502_and_recorded(db):
         await proxy.stop_once()
     (req,) = rows(db, "SELECT status, error FROM http_requests")
     assert req["status"] == 502 and "cannot connect" in req["error"]
+
+
+def test_redaction_covers_what_real_apps_use():
+    r = Redactor.build(True, extra_params=["tenant"])
+    query = "sid=1&PHPSESSID=2&code=3&state=4&X-Amz-Credential=5&X-Amz-Signature=6&page=7"
+    assert r.query(query) == (
+        f"sid={REDACTED}&PHPSESSID={REDACTED}&code={REDACTED}&state={REDACTED}"
+        f"&X-Amz-Credential={REDACTED}&X-Amz-Signature={REDACTED}&page=7"
+    )
+    assert r.query("a=1;session_id=2;b=3;tenant=acme") == (
+        f"a=1;session_id={REDACTED};b=3;tenant={REDACTED}"
+    )
+    assert r.path("/app;jsessionid=ABC123") == f"/app;jsessionid={REDACTED}"
+    assert r.path("/plain/path") == "/plain/path"
+    assert r.url("ws://h:1/ws;jsessionid=A?token=t&x=1") == (
+        f"ws://h:1/ws;jsessionid={REDACTED}?token={REDACTED}&x=1"
+    )
+    headers = r.headers(
+        [
+            ("X-API-Key", "k"),
+            ("X-CSRF-Token", "c"),
+            ("Sec-WebSocket-Protocol", "graphql-ws, Bearer.eyJhbGciOiJIUzI1NiJ9.e30.sig"),
+        ],
+        protocol="graphql-ws",
+    )
+    assert headers == [
+        ("X-API-Key", REDACTED),
+        ("X-CSRF-Token", REDACTED),
+        ("Sec-WebSocket-Protocol", f"graphql-ws, {REDACTED}"),
+    ]
+    assert r.protocols("v12.stomp, mqtt, 3f9a8c7d6e5b4a3928171605f4e3d2c1", None) == (
+        f"v12.stomp, mqtt, {REDACTED}"
+    )
+
+
+async def test_credentials_never_reach_the_recording_the_log_or_the_exports(upstream, db):
+    url, _ = upstream
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjoiYWRhIn0.c2lnbmF0dXJl"
+    lines: list[str] = []
+    log = SessionLog(lines.append, Redactor())
+    async with running_proxy(url, db, sinks=[log]) as proxy:
+        ws = await within(
+            websockets.connect(
+                ws_url(proxy.url, "/ws;jsessionid=J5E55I0N?sid=S1D&page=2"),
+                subprotocols=["chat", token],
+                additional_headers={"X-API-Key": "apikey-123"},
+            )
+        )
+        assert ws.subprotocol == "chat"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{proxy.url}/_sentinel/diagnostics/websockets") as r,
+        ):
+            diagnostics = await r.text()
+        await ws.close()
+        await proxy.stop_once()
+    secrets = ("J5E55I0N", "S1D", "apikey-123", token)
+    everything = " ".join(str(tuple(r)) for r in rows(db, "SELECT * FROM sessions"))
+    shown = CliRunner().invoke(cli, ["show", "1", "--db", str(db)]).output
+    har = CliRunner().invoke(cli, ["export", "1", "--db", str(db)]).output
+    for secret in secrets:
+        for where, text in (
+            ("recording", everything),
+            ("log", " ".join(lines)),
+            ("show", shown),
+            ("har", har),
+            ("diagnostics", diagnostics),
+        ):
+            assert secret not in text, (secret, where)
+    assert "page=2" in everything and "chat" in everything

@@ -31,7 +31,7 @@ def call(proxy_url: str, token: str | None, method: str, path: str, body: str | 
         proxy_url.rstrip("/") + "/_sentinel" + path,
         method=method,
         data=None if body is None else body.encode(),
-        headers={"Content-Type": "text/plain"}
+        headers={"Content-Type": "text/plain", "X-Sentinel-WS": "cli"}
         | ({"Authorization": f"Bearer {token}"} if token else {}),
     )
     try:

@@ -78,6 +78,12 @@ LOW_OPEN_FILES = 4096
     help="Also redact this header's value in recordings (repeatable).",
 )
 @click.option(
+    "--redact-query",
+    multiple=True,
+    metavar="NAME",
+    help="Also redact this query (or ;path) parameter's value in recordings (repeatable).",
+)
+@click.option(
     "--close-timeout",
     default=5.0,
     show_default=True,
@@ -141,6 +147,7 @@ def proxy(
     max_payload: str,
     no_redact: bool,
     redact_header: tuple[str, ...],
+    redact_query: tuple[str, ...],
     close_timeout: float,
     upstream_timeout: float,
     max_connections: int,
@@ -180,6 +187,7 @@ def proxy(
             max_payload=parse_size(max_payload, "--max-payload"),
             redact=not no_redact,
             redact_headers=redact_header,
+            redact_params=redact_query,
             close_timeout=close_timeout,
             upstream_timeout=upstream_timeout,
             max_connections=max_connections,
@@ -192,6 +200,11 @@ def proxy(
         )
         if tls_key is not None and tls_cert is None:
             raise ConfigError("--tls-key goes with --tls-cert")
+        if admin_token is not None and not admin_token.strip():
+            raise ConfigError(
+                "--admin-token must not be empty (an empty token would open the admin API "
+                "to anyone); leave it out to allow loopback clients only"
+            )
         # Bad certificate files fail here, before anything starts.
         config.upstream_tls()
         config.listen_tls()
@@ -226,7 +239,7 @@ def proxy(
     def say(line: str) -> None:
         click.echo(f"sentinel-ws: {line}", err=True)
 
-    sinks = [] if quiet else [SessionLog(lambda line: click.echo(line))]
+    sinks = [] if quiet else [SessionLog(lambda line: click.echo(line), config.redactor())]
     try:
         server = run(serve_until_signalled(config, sinks=sinks, on_ready=announce, say=say))
     except (ConfigError, RecordingError) as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 from yarl import URL
 
 from sentinel_ws_proxy.faults.spec import FaultSpec
+from sentinel_ws_proxy.recording.redact import Redactor
 
 DEFAULT_LISTEN = "127.0.0.1:8002"
 DEFAULT_UPSTREAM = "http://localhost:8001"
@@ -34,6 +35,7 @@ class ProxyConfig:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     redact: bool = True
     redact_headers: tuple[str, ...] = ()
+    redact_params: tuple[str, ...] = ()
     # How long one side may take to answer a close frame before the proxy
     # gives up on a clean close and drops both connections.
     close_timeout: float = 5.0
@@ -71,6 +73,9 @@ class ProxyConfig:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"--tls-cert {self.tls_cert}: {exc}") from None
         return context
+
+    def redactor(self) -> Redactor:
+        return Redactor.build(self.redact, self.redact_headers, self.redact_params)
 
     def upstream_tls(self) -> ssl.SSLContext | bool:
         if self.insecure_upstream:

@@ -9,11 +9,13 @@ from collections.abc import Callable
 
 from sentinel_ws_proxy.events import Event, SessionClosed, SessionOpened
 from sentinel_ws_proxy.protocol import close_code_name
+from sentinel_ws_proxy.recording.redact import Redactor
 
 
 class SessionLog:
-    def __init__(self, write: Callable[[str], None]):
+    def __init__(self, write: Callable[[str], None], redactor: Redactor | None = None):
         self._write = write
+        self._redactor = redactor or Redactor()
         self._open: dict[int, SessionOpened] = {}
 
     def handle(self, event: Event) -> None:
@@ -22,11 +24,12 @@ class SessionLog:
         elif isinstance(event, SessionClosed):
             opened = self._open.pop(event.session_id, None)
             if opened is not None:
-                self._write(describe(opened, event))
+                self._write(describe(opened, event, self._redactor))
 
 
-def describe(opened: SessionOpened, closed: SessionClosed) -> str:
-    head = f"#{opened.session_id} {opened.client_addr} {opened.path}"
+def describe(opened: SessionOpened, closed: SessionClosed, redactor: Redactor | None = None) -> str:
+    path = (redactor or Redactor()).path(opened.path)
+    head = f"#{opened.session_id} {opened.client_addr} {path}"
     if opened.handshake_status != 101:
         return f"{head}: handshake {opened.handshake_status} ({opened.error})"
     seconds = closed.ts - opened.ts
@@ -35,8 +38,8 @@ def describe(opened: SessionOpened, closed: SessionClosed) -> str:
     reason = f" {closed.close_reason!r}" if closed.close_reason else ""
     return (
         f"{head}: closed by {closed.closed_by} {code} {close_code_name(code)}{reason}"
-        f" ({how}) after {seconds:.1f} s; frames: {closed.frames_c2s} from client,"
-        f" {closed.frames_s2c} from server"
+        f" ({how}) after {seconds:.1f} s; frames: {closed.frames_c2s} to the server,"
+        f" {closed.frames_s2c} to the client"
     )
 
 

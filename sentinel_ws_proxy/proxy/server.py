@@ -28,7 +28,6 @@ from sentinel_ws_proxy.proxy.relay import RECORDER, Relay
 from sentinel_ws_proxy.proxy.stats import LiveStats
 from sentinel_ws_proxy.proxy.takeover import takeover
 from sentinel_ws_proxy.proxy.upstream import Upstream, UpstreamHandshake, UpstreamUnreachable
-from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
 from sentinel_ws_proxy.serving import Signals, bind, raise_open_file_limit
 
@@ -405,7 +404,7 @@ class ProxyServer:
             if config.db_path is not None:
                 self.recorder = RecordingWriter(
                     config.db_path,
-                    redactor=Redactor.build(config.redact, config.redact_headers),
+                    redactor=config.redactor(),
                     max_payload=config.max_payload,
                     listen=config.listen,
                     upstream=str(config.upstream),

@@ -124,7 +124,7 @@ class SessionRow:
     started_at: float | None = column("when the upgrade request arrived", "SessionOpened.ts")
     ended_at: float | None = column("when the session ended", "SessionClosed.ts")
     client_addr: str | None = column("the browser's IP address", "SessionOpened.client_addr")
-    path: str | None = column("the request path", "SessionOpened.path")
+    path: str | None = column("the request path (path parameters redacted)", "writer")
     query: str | None = column("the raw query string (redacted)", "writer")
     upstream_url: str | None = column("the URL the proxy connected to (redacted)", "writer")
     request_headers: str | None = column(
@@ -262,7 +262,7 @@ class HttpRequestRow:
     ts: float | None = column("when it arrived", "HttpRequest.ts")
     client_addr: str | None = column("the browser's IP address", "HttpRequest.client_addr")
     method: str | None = column("the method", "HttpRequest.method")
-    path: str | None = column("the path", "HttpRequest.path")
+    path: str | None = column("the path (path parameters redacted)", "writer")
     query: str | None = column("the query string (redacted)", "writer")
     status: int | None = column(
         "the upstream's status (502 when unreachable)", "HttpRequest.status"

@@ -325,7 +325,10 @@ class RecordingWriter:
             ("sessions", "run_id"): lambda e: self.run_id,
             ("sessions", "query"): lambda s: r.query(s.query),
             ("sessions", "upstream_url"): lambda s: r.url(s.upstream_url),
-            ("sessions", "request_headers"): lambda s: headers_json(r.headers(s.request_headers)),
+            ("sessions", "path"): lambda s: r.path(s.path),
+            ("sessions", "request_headers"): lambda s: headers_json(
+                r.headers(s.request_headers, protocol=s.subprotocol)
+            ),
             ("sessions", "response_headers"): lambda s: headers_json(r.headers(s.response_headers)),
             ("sessions", "handshake_body"): body,
             ("sessions", "user_agent"): lambda s: _header(s.request_headers, "user-agent"),
@@ -335,6 +338,7 @@ class RecordingWriter:
             ),
             ("http_requests", "run_id"): lambda e: self.run_id,
             ("http_requests", "query"): lambda h: r.query(h.query),
+            ("http_requests", "path"): lambda h: r.path(h.path),
             ("faults", "run_id"): lambda e: self.run_id,
         }
 
