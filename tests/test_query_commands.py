@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -233,7 +234,15 @@ def test_sql_is_read_only(recording):
         result = run("sql", statement, db=recording)
         assert result.exit_code == 2, statement
         assert "Traceback" not in result.output
-    assert "read-only" in run("sql", "DELETE FROM sessions", db=recording).output
+    assert (
+        "read-only: DELETE is not allowed"
+        in run("sql", "DELETE FROM sessions", db=recording).output
+    )
+    assert "ATTACH" in run("sql", "ATTACH 'x' AS x", db=recording).output
+    journal = run("sql", "PRAGMA journal_mode=DELETE", db=recording)
+    assert "read-only: PRAGMA journal_mode = DELETE is not allowed" in journal.output
+    assert "changing the schema" in run("sql", "CREATE TABLE x (y)", db=recording).output
+    assert "cid" in run("sql", "PRAGMA table_info(frames)", db=recording).output  # reads pass
     assert recording.read_bytes() == before
     assert not (recording.parent / "other.db").exists()
     bad = run("sql", "SELEKT 1", db=recording)
@@ -359,3 +368,77 @@ def test_a_recording_from_before_an_added_column_still_reads(tmp_path, recording
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["categories"] == EXPECTED
     assert run("monitor", "--db", str(old), "--follow", "--once").exit_code == 0
+
+
+def damaged(recording: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A hand-edited copy (wrong types, NULLs, bytes) and a page-corrupted copy."""
+    odd = tmp_path / "odd.db"
+    shutil.copy(recording, odd)
+    conn = sqlite3.connect(odd)
+    conn.execute(
+        "UPDATE sessions SET started_at = 'yesterday', path = NULL, handshake_status = 'ok',"
+        " close_code = 'x', client_addr = x'ff00' WHERE id = 2"
+    )
+    conn.execute("UPDATE sessions SET ended_at = started_at - 5, clean = 'maybe' WHERE id = 3")
+    conn.execute(
+        "UPDATE frames SET ts = 'late', opcode = NULL, direction = 'sideways', payload = x'c3'"
+        " WHERE id = 3"
+    )
+    conn.commit()
+    conn.close()
+    broken = tmp_path / "broken.db"
+    data = bytearray(recording.read_bytes())
+    for offset in range(4096 * 3, min(len(data), 4096 * 6), 7):
+        data[offset] = 0xAB
+    broken.write_bytes(bytes(data))
+    return odd, broken
+
+
+READ_COMMANDS = [
+    ["sessions"],
+    ["sessions", "--json"],
+    ["failures"],
+    ["failures", "--json"],
+    ["show", "2"],
+    ["show", "3", "--frames", "--payloads"],
+    ["export"],
+    ["export", "--format", "jsonl"],
+    ["health", "--db"],
+    ["monitor", "--replay", "--once", "--db"],
+]
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS, ids=" ".join)
+def test_a_hand_edited_or_damaged_recording_is_never_a_traceback(tmp_path, recording, args):
+    odd, broken = damaged(recording, tmp_path)
+    for path in (odd, broken):
+        full = [*args, str(path)] if args[-1] == "--db" else [*args, "--db", str(path)]
+        result = CliRunner().invoke(cli, full)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            path.name,
+            result.exception,
+        )
+        if path is broken:
+            assert result.exit_code == 2 and "is damaged" in result.output
+        else:
+            assert result.exit_code in (0, 1, 2), result.output  # health: its own statuses
+
+
+def test_a_closed_pipe_ends_a_read_command_quietly(recording):
+    import subprocess
+    import sys
+
+    many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000)"
+    head = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"{sys.executable} -m sentinel_ws_proxy sql '{many} SELECT x FROM c' --csv"
+            f" --db {recording} | head -n 1; echo status=${{PIPESTATUS[0]}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert head.stdout.splitlines() == ["x", "status=141"]  # as if SIGPIPE ended it, as cat
+    assert "Traceback" not in head.stderr and "BrokenPipe" not in head.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +32,44 @@ def fail(message: str) -> None:
     sys.exit(USAGE_ERROR)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# The recording a command opened last: named when the file turns out to be damaged.
+_opened: list[Path] = []
+
+
+class Commands(click.Group):
+    """The command group, with one last net under every command: no traceback reaches
+    the user for a damaged recording, a closed pipe, or a bug of ours."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except sqlite3.DatabaseError as exc:
+            where = _opened[-1] if _opened else "the recording"
+            fail(
+                f"{where} is damaged ({exc}); `sqlite3 {where} .recover > saved.sql` "
+                "may save what is left"
+            )
+        except BrokenPipeError:
+            # `sentinel-ws sessions | head`: the reader left; say nothing, as cat does.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(128 + 13)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("SENTINEL_WS_DEBUG"):
+                raise
+            fail(
+                f"internal error: {type(exc).__name__}: {exc} (a bug in sentinel-ws: please "
+                "report it; SENTINEL_WS_DEBUG=1 shows the traceback)"
+            )
+        return None
+
+
+@click.group(
+    cls=Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="sentinel-ws")
 def cli() -> None:
     """Record-and-replay WebSocket proxy for debugging real-time web apps.
@@ -99,6 +138,7 @@ def console() -> Console:
 
 
 def open_recording(path: Path) -> Recording:
+    _opened.append(path)
     try:
         return Recording(path)
     except RecordingError as exc:

@@ -337,7 +337,8 @@ class FollowMonitor:
         if s.open:
             marks = ",".join("?" * len(s.open))
             for sid, direction, count, total, last in conn.execute(
-                f"SELECT session_id, direction, count(*), sum(size), max(ts) FROM frames"
+                f"SELECT session_id, direction, count(*), total(size), max(CAST(ts AS REAL))"
+                f" FROM frames"
                 f" WHERE session_id IN ({marks}) GROUP BY session_id, direction",
                 list(s.open),
             ):
@@ -370,7 +371,8 @@ class FollowMonitor:
         # disconnect becomes a navigation once the same client is back.
         oldest = self._recording.conn.execute(
             "SELECT min(started_at) FROM (SELECT started_at FROM sessions"
-            " WHERE ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT ?)",
+            " WHERE typeof(ended_at) IN ('integer', 'real')"
+            " AND typeof(started_at) IN ('integer', 'real') ORDER BY ended_at DESC LIMIT ?)",
             [RECENT],
         ).fetchone()[0]
         if oldest is None:
@@ -412,7 +414,9 @@ class ReplayMonitor:
             start = self._sessions[0].started_at
         self.state.clock = start or time.time()
         self._frames = self._recording.conn.execute(
-            "SELECT session_id, ts, direction, size FROM frames WHERE ts >= ? ORDER BY id",
+            # Numbers only: a hand-edited row with text in ts or size is left out.
+            "SELECT session_id, ts, direction, coalesce(CAST(size AS INTEGER), 0) FROM frames"
+            " WHERE typeof(ts) IN ('integer', 'real') AND ts >= ? ORDER BY id",
             [self.state.clock],
         )
         self._pending: tuple | None = next(self._frames, None)

@@ -107,13 +107,13 @@ def har_entry(row: SessionRow, messages: list[Message]) -> dict[str, Any]:
     response_headers = json.loads(row.response_headers or "{}")
     host = request_headers.get("host") or urlsplit(row.upstream_url or "").netloc
     query = f"?{row.query}" if row.query else ""
-    status = row.handshake_status or 0
+    status = row.handshake_status if isinstance(row.handshake_status, int) else 0
     try:
         status_text = HTTPStatus(status).phrase
     except ValueError:
         status_text = ""
     body = as_bytes(row.handshake_body)
-    started = row.started_at or 0.0
+    started = row.started_at if isinstance(row.started_at, int | float) else 0.0
     return {
         "startedDateTime": _iso(started),
         "time": 0 if row.duration is None else round(row.duration * 1000, 3),

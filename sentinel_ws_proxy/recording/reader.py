@@ -15,6 +15,7 @@ from pathlib import Path
 from sentinel_ws_proxy.recording.crash import CRASHED, crashed_runs
 from sentinel_ws_proxy.recording.schema import (
     TABLES,
+    Column,
     FrameRow,
     RecordingError,
     SessionRow,
@@ -120,6 +121,40 @@ def _message(group: list[FrameRow]) -> Message:
     )
 
 
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+# What a column reads as when a row holds something it should not (hand-edited files):
+# the essentials get a value the analysis can work with.
+FALLBACK = {
+    ("sessions", "started_at"): "ended_at, 0.0",
+    ("sessions", "handshake_status"): "0",
+    ("sessions", "path"): "''",
+    ("sessions", "client_addr"): "''",
+    ("frames", "ts"): "0.0",
+    ("frames", "direction"): "''",
+    ("frames", "opcode"): "''",
+}
+
+
+def clean_expression(table: str, column: Column) -> str:
+    """SQL that reads a column as its declared type, whatever the row holds."""
+    name = column.name
+    if column.kind is int:
+        expr = f"CASE WHEN typeof({name}) IN ('integer', 'real') THEN CAST({name} AS INTEGER) END"
+    elif column.kind is float:
+        expr = f"CASE WHEN typeof({name}) IN ('integer', 'real') THEN CAST({name} AS REAL) END"
+    elif column.kind is str:
+        expr = f"CASE WHEN typeof({name}) = 'text' THEN {name} ELSE CAST({name} AS TEXT) END"
+    else:
+        return name  # payloads and bodies: text or bytes, both fine
+    fallback = FALLBACK.get((table, name))
+    if fallback:
+        expr = f"coalesce({expr}, {fallback})"
+    return f"{expr} AS {name}"
+
+
 class Recording:
     """A read-only view of one recording file."""
 
@@ -127,6 +162,8 @@ class Recording:
         self.path = path
         self.db = open_read_only(path)
         self.conn: sqlite3.Connection = self.db.conn
+        # Text that is not UTF-8 (a hand-edited or damaged file) reads with replacements.
+        self.conn.text_factory = _text
         self._present = {table: present_columns(self.db, table) for table in TABLES}
         # Runs whose proxy died without ending them: their open sessions read as ended
         # (the next proxy on the file writes the same; a reader changes nothing).
@@ -141,11 +178,17 @@ class Recording:
     def close(self) -> None:
         self.conn.close()
 
-    def columns(self, table: str, skip: Iterable[str] = ()) -> str:
-        """The declared columns in order; one the file lacks (or skipped) reads as NULL."""
+    def columns(self, table: str, skip: Iterable[str] = (), *, exact: bool = False) -> str:
+        """The declared columns in order; one the file lacks (or skipped) reads as NULL.
+
+        For reading a value is made what its column says (a hand-edited 'yesterday'
+        in a time column reads as NULL); ``exact`` keeps every value as stored (export).
+        """
         present, skipped = self._present[table], set(skip)
         return ", ".join(
-            c.name if c.name in present and c.name not in skipped else f"NULL AS {c.name}"
+            (c.name if exact else clean_expression(table, c))
+            if c.name in present and c.name not in skipped
+            else f"NULL AS {c.name}"
             for c in TABLES[table]
         )
 
@@ -242,5 +285,5 @@ class Recording:
             return []
         order = "key" if table == "meta" else "id"
         return self.conn.execute(
-            f"SELECT {self.columns(table)} FROM {table} ORDER BY {order}"
+            f"SELECT {self.columns(table, exact=True)} FROM {table} ORDER BY {order}"
         ).fetchall()

@@ -183,8 +183,10 @@ class SessionRow:
 
     @property
     def duration(self) -> float | None:
-        if self.ended_at is None or self.started_at is None:
-            return None
+        if not isinstance(self.ended_at, int | float) or not isinstance(
+            self.started_at, int | float
+        ):
+            return None  # not ended, or a hand-edited row read exactly
         return self.ended_at - self.started_at
 
     @property

@@ -56,7 +56,7 @@ def _where_in(column: str, ids: Sequence[int]) -> tuple[str, list[int]]:
 def _select(recording: Recording, table: str, where: str = "", params: Sequence = ()) -> list[Any]:
     if not recording.has_table(table):
         return []
-    sql = f"SELECT {recording.columns(table)} FROM {table}"
+    sql = f"SELECT {recording.columns(table, exact=True)} FROM {table}"
     if where:
         sql += f" WHERE {where}"
     row_type = ROW_TYPE[table]
