@@ -20,7 +20,7 @@ from sentinel_ws_proxy.events import HttpRequest, SessionOpened, whole_frame
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
 from tests.conftest import rows, running_proxy, within, ws_url
-from tests.test_cli import start_cli_proxy
+from tests.test_cli import cli_process, start_cli_proxy
 
 T0 = 1_800_000_000.0
 
@@ -289,3 +289,59 @@ async def test_malformed_requests_are_one_line_each_without_traceback(tmp_path, 
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if "Error handling request" in line]
     assert 1 <= len(lines) <= 3, err  # a line a second, with a count of the rest
+
+
+async def test_a_recording_deleted_under_the_proxy_is_made_anew_and_said_loudly(
+    tmp_path, echo_upstream
+):
+    db = tmp_path / "rec.db"
+    process, url, _ = await start_cli_proxy(echo_upstream, db)
+    ws = await within(websockets.connect(ws_url(url, "/ws")))
+    await ws.send("before")
+    await within(ws.recv())
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    await asyncio.sleep(1.5)  # the writer looks every second
+    assert db.exists()
+    await ws.send("after")
+    assert await within(ws.recv()) == "after"
+    await ws.close()
+    process.send_signal(signal.SIGINT)
+    assert await within(process.wait(), 20) == 0
+    err = (await process.stderr.read()).decode()
+    assert "was deleted or replaced while recording" in err
+    payloads = [r[0] for r in rows(db, "SELECT payload FROM frames WHERE opcode = 'text'")]
+    assert payloads == ["after", "after"]
+    (run,) = rows(db, "SELECT ended_at FROM runs")
+    assert run[0] is not None
+
+
+async def test_demo_will_not_replace_a_recording_a_proxy_is_writing(tmp_path, echo_upstream):
+    db = tmp_path / "demo.db"
+    process, _, _ = await start_cli_proxy(echo_upstream, db)
+    try:
+        demo = await cli_process("demo", "--db", str(db), merge_stderr=True)
+        out, _ = await within(demo.communicate(), 30)
+        assert demo.returncode == 2
+        assert "is being written by a running proxy" in out.decode()
+        assert db.exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert await within(process.wait(), 20) == 0
+
+
+async def test_the_proxy_outlives_whoever_reads_its_log(tmp_path, echo_upstream):
+    """`sentinel-ws proxy | head -n 3`: the pipe closes; relaying and recording go on."""
+    db = tmp_path / "rec.db"
+    process, url, _ = await start_cli_proxy(echo_upstream, db)
+    process.stdout.feed_eof()
+    process._transport.get_pipe_transport(1).close()  # the reader of stdout goes away
+    for i in range(5):
+        ws = await within(websockets.connect(ws_url(url, "/ws")))
+        await ws.send(f"m{i}")
+        assert await within(ws.recv()) == f"m{i}"
+        await ws.close()
+    process.send_signal(signal.SIGINT)
+    assert await within(process.wait(), 20) == 0
+    assert "Traceback" not in (await process.stderr.read()).decode()
+    assert rows(db, "SELECT count(*) FROM sessions")[0][0] == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,13 @@ from rich.text import Text
 from sentinel_ws_proxy.analysis.report import FailureReport, Window, failure_report
 from sentinel_ws_proxy.demo.scenarios import DEMO_IDLE_THRESHOLD, SCENARIOS, Context
 from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
+from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import ProxyConfig, parse_upstream
 from sentinel_ws_proxy.proxy.log import SessionLog
 from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
+from sentinel_ws_proxy.recording.crash import in_use
 from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.schema import open_read_only
 from sentinel_ws_proxy.render import category_text, failures_report
 
 
@@ -33,6 +37,21 @@ class DemoResult:
 
 
 def remove_recording(db: Path) -> None:
+    """Start the demo's recording afresh, unless a proxy (demo --serve) is writing it."""
+    if db.exists():
+        try:
+            recording = open_read_only(db)
+            try:
+                writing = in_use(recording)
+            finally:
+                recording.close()
+        except (RecordingError, sqlite3.Error):
+            writing = None  # not a recording of ours being written: replace it
+        if writing is not None:
+            raise RecordingError(
+                f"{db} is being written by a running proxy (run {writing[0]}, pid "
+                f"{writing[1]}, sentinel-ws demo --serve?); stop it or pass --db elsewhere"
+            )
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
 

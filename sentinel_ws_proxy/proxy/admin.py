@@ -55,6 +55,7 @@ def status(proxy: Proxy) -> dict[str, Any]:
             "lost_because": dict(recorder.stats.lost),
             "writer_alive": recorder.alive(),
             "writer_failed": recorder.stats.crashed,
+            "file_recreated": recorder.stats.recreated,
         },
         "counters": {
             "sessions": stats.sessions,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from sentinel_ws_proxy.recording.redact import Redactor
 
 class SessionLog:
     def __init__(self, write: Callable[[str], None], redactor: Redactor | None = None):
-        self._write = write
+        self._write: Callable[[str], None] | None = write
         self._redactor = redactor or Redactor()
         self._open: dict[int, SessionOpened] = {}
 
@@ -23,8 +24,15 @@ class SessionLog:
             self._open[event.session_id] = event
         elif isinstance(event, SessionClosed):
             opened = self._open.pop(event.session_id, None)
-            if opened is not None:
-                self._write(describe(opened, event, self._redactor))
+            if opened is not None and self._write is not None:
+                try:
+                    self._write(describe(opened, event, self._redactor))
+                except (BrokenPipeError, ValueError, OSError):
+                    # Whoever read the log left (`proxy | head`): stop printing, keep relaying
+                    # and recording; the exit line needs a stdout that goes somewhere too.
+                    self._write = None
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
 
 
 def describe(opened: SessionOpened, closed: SessionClosed, redactor: Redactor | None = None) -> str:

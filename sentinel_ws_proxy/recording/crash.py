@@ -25,6 +25,18 @@ def crashed_runs(db: Database) -> list[int]:
     return [run_id for run_id, pid, host in rows if host == here and not alive(pid or 0)]
 
 
+def in_use(db: Database) -> tuple[int, int] | None:
+    """(run id, pid) of a proxy on this host still writing the file, if one is."""
+    rows = db.execute(
+        "SELECT id, pid FROM runs WHERE ended_at IS NULL AND hostname = ?",
+        [socket.gethostname()],
+    ).fetchall()
+    for run_id, pid in rows:
+        if pid and pid != os.getpid() and alive(pid):
+            return run_id, pid
+    return None
+
+
 def end_crashed_run(db: Database, run_id: int) -> None:
     """Close what a killed proxy left open: its sessions end at their last frame."""
     db.execute(

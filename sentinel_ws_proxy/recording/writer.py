@@ -28,7 +28,7 @@ from sqlite_utils import Database
 
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.events import Event, Frame, SessionOpened, stored_payload
-from sentinel_ws_proxy.recording.crash import alive, crashed_runs, end_crashed_run
+from sentinel_ws_proxy.recording.crash import crashed_runs, end_crashed_run, in_use
 from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
 from sentinel_ws_proxy.recording.schema import RecordingError, open_database
 from sentinel_ws_proxy.recording.statements import Statement, statements
@@ -38,6 +38,7 @@ MAX_BATCH = 20_000
 # (and one turn at the GIL) per 2 ms instead of one per frame. Measured on a quiet
 # relay: round trip p50 236 -> 163 us, throughput unchanged; 50 ms cost throughput.
 LINGER = 0.002
+FILE_CHECK = 1.0  # how often the writer looks whether its file is still there
 # Past BACKLOG_HIGH payload bytes waiting for the disk, relays pause reading until
 # it is down to BACKLOG_LOW: memory stays bounded and no frame is dropped.
 BACKLOG_HIGH = 32 * 1024 * 1024
@@ -65,6 +66,7 @@ class WriterStats:
     last_error: str | None = None
     paused_since: float | None = None  # the disk refuses writes (full, I/O error) since then
     crashed: str | None = None  # the writer thread died: why
+    recreated: int = 0  # times the file was deleted under the proxy and made anew
     # Seconds from an event to the commit that stored it, for the latest events.
     lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
 
@@ -147,25 +149,16 @@ class RecordingWriter:
         """
         db = open_database(self.path, create=True)
         try:
-            self._refuse_if_in_use(db)
+            writing = in_use(db)
+            if writing is not None:
+                raise RecordingError(
+                    f"{self.path} is being written by another sentinel-ws proxy "
+                    f"(run {writing[0]}, pid {writing[1]}); stop it or choose another --db"
+                )
             for run_id in crashed_runs(db):
                 end_crashed_run(db, run_id)
             self._salt = self._hash_salt(db)
-            self.run_id = (
-                db["runs"]
-                .insert(
-                    {
-                        "started_at": time.time(),
-                        "listen": self.listen,
-                        "upstream": self.upstream,
-                        "version": __version__,
-                        "pid": os.getpid(),
-                        "hostname": socket.gethostname(),
-                    }
-                )
-                .last_pk
-            )
-            db.conn.commit()
+            self.run_id = self._start_run(db)
             self.first_session_id = (
                 db.execute("SELECT coalesce(max(id), 0) FROM sessions").fetchone()[0] + 1
             )
@@ -180,20 +173,23 @@ class RecordingWriter:
         self._thread = threading.Thread(target=self._guarded, name="sentinel-recorder")
         self._thread.start()
 
-    def _refuse_if_in_use(self, db: Database) -> None:
-        # Session ids are handed out by the proxy, so two proxies appending to
-        # one file at once would collide. A run without ended_at whose process
-        # is alive on this host is still writing.
-        rows = db.execute(
-            "SELECT id, pid FROM runs WHERE ended_at IS NULL AND hostname = ?",
-            [socket.gethostname()],
-        ).fetchall()
-        for run_id, pid in rows:
-            if pid and pid != os.getpid() and alive(pid):
-                raise RecordingError(
-                    f"{self.path} is being written by another sentinel-ws proxy "
-                    f"(run {run_id}, pid {pid}); stop it or choose another --db"
-                )
+    def _start_run(self, db: Database) -> int:
+        run_id = (
+            db["runs"]
+            .insert(
+                {
+                    "started_at": time.time(),
+                    "listen": self.listen,
+                    "upstream": self.upstream,
+                    "version": __version__,
+                    "pid": os.getpid(),
+                    "hostname": socket.gethostname(),
+                }
+            )
+            .last_pk
+        )
+        db.conn.commit()
+        return int(run_id)
 
     @staticmethod
     def _hash_salt(db: Database) -> bytes:
@@ -282,15 +278,18 @@ class RecordingWriter:
             )
 
     def _run(self) -> None:
-        conn = self._connect(self.path)
+        conn = self._open_connection()
+        file = _identity(self.path)
+        checked = time.monotonic()
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            # WAL with synchronous=NORMAL survives a crash of this process;
-            # only a power loss can cost the last commits.
-            conn.execute("PRAGMA synchronous=NORMAL")
             stopping = False
             while not stopping:
                 batch, stopping = self._next_batch()
+                if time.monotonic() - checked >= FILE_CHECK:
+                    checked = time.monotonic()
+                    if _identity(self.path) != file:
+                        conn = self._recreate(conn)
+                        file = _identity(self.path)
                 if batch:
                     self._in_hand = len(batch)
                     self._write(conn, batch)
@@ -299,9 +298,42 @@ class RecordingWriter:
         finally:
             conn.close()
 
+    def _open_connection(self) -> sqlite3.Connection:
+        conn = self._connect(self.path)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL survives a crash of this process;
+        # only a power loss can cost the last commits.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _recreate(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """The file was deleted or replaced under us: start a new one, and say so loudly.
+
+        Writing on to a deleted file would lose every row at exit without a word.
+        """
+        conn.close()
+        self.stats.recreated += 1
+        db = open_database(self.path, create=True)
+        try:
+            self._salt = self._hash_salt(db)
+            self.run_id = self._start_run(db)
+        finally:
+            db.close()
+        print(
+            f"sentinel-ws: WARNING: {self.path} was deleted or replaced while recording; "
+            f"recording goes on in a new {self.path} (run {self.run_id}); sessions open now "
+            "continue there without their handshake row, and what was recorded before is "
+            "gone with the old file",
+            file=sys.stderr,
+        )
+        return self._open_connection()
+
     def _next_batch(self) -> tuple[list[Event], bool]:
         batch: list[Event] = []
-        item = self._queue.get()
+        try:
+            item = self._queue.get(timeout=FILE_CHECK)  # idle: still look at the file
+        except queue.Empty:
+            return batch, False
         time.sleep(LINGER)
         while True:
             if item is _STOP:
@@ -466,6 +498,14 @@ class RecordingWriter:
                 )
         except sqlite3.Error as exc:
             print(f"sentinel-ws: could not mark run {self.run_id} ended: {exc}", file=sys.stderr)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def storable(row: Sequence[object]) -> tuple[object, ...]:
