@@ -284,12 +284,13 @@ def start(cmd: list[str], **kw) -> subprocess.Popen:
 
 
 def start_sentinel(
-    upstream: int, tmp: Path, name: str = "bench.db"
+    upstream: int, tmp: Path, name: str = "bench.db", *, record: bool = True
 ) -> tuple[subprocess.Popen, str, Path]:
     db = tmp / name
     process = start(
         [sys.executable, "-m", "sentinel_ws_proxy", "proxy", "--listen", "127.0.0.1:0",
-         "--upstream", f"http://127.0.0.1:{upstream}", "--db", str(db), "--quiet"],
+         "--upstream", f"http://127.0.0.1:{upstream}", "--quiet",
+         *(["--db", str(db)] if record else ["--no-record"])],
         cwd=ROOT,
     )  # fmt: skip
     for line in process.stdout:  # type: ignore[union-attr]
@@ -455,17 +456,23 @@ async def main_async(args: argparse.Namespace) -> dict:
         args.upstream_of = {"sentinel": echo_server()}
         process, url, db = start_sentinel(args.upstream_of["sentinel"], tmp)
         paths.append(Path_("sentinel", url, process))
+        if not args.no_relay_only:
+            # The relay alone: what recording every frame costs is the difference.
+            bare, bare_url, _ = start_sentinel(echo_server(), tmp, record=False)
+            paths.append(Path_("not recording", bare_url, bare))
         if not args.no_nginx and (found := start_nginx(echo_server(), tmp)):
             paths.append(Path_("nginx", found[1], found[0]))
         if not args.no_mitmdump and (found := start_mitmdump(echo_server(), tmp, args.mitmdump)):
             paths.append(Path_("mitmdump", found[1], found[0]))
         for path in paths:
             print(f"measuring {path.name} ({path.url})", flush=True)
-            if path.name == "mitmdump":
-                saved = args.idle
-                args.idle = 0  # mitmdump holding thousands of sockets takes minutes
+            if path.name in ("mitmdump", "not recording"):
+                saved = args.idle, args.gib
+                # mitmdump holding thousands of sockets takes minutes; the relay alone's
+                # memory is the recording proxy's, less the recorder.
+                args.idle, args.gib = 0, 0
                 await measure(path, args)
-                args.idle = saved
+                args.idle, args.gib = saved
             else:
                 await measure(path, args)
             if path.name == "sentinel":
@@ -500,6 +507,9 @@ def main() -> None:
     )
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--no-mitmdump", action="store_true")
+    parser.add_argument(
+        "--no-relay-only", action="store_true", help="skip sentinel-ws with --no-record"
+    )
     parser.add_argument("--mitmdump", help="path to mitmdump (default: on PATH)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     args = parser.parse_args()

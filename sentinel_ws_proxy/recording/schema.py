@@ -1,6 +1,7 @@
 """The recording's tables, declared once: a public interface, documented in README.md.
 
-Each table is a frozen dataclass whose fields are its columns, in order. A
+Each table is a dataclass whose fields are its columns, in order (slots, not frozen:
+building 100,000 frozen rows took 0.28 s, plain ones 0.03 s). A
 column's metadata says what it means (the README's words) and what fills it:
 ``"Frame.payload"`` (that event's field), ``"writer"`` (derived by the
 recorder: redaction, JSON, the run id) or nothing (SQLite assigns it). From
@@ -91,7 +92,7 @@ def columns_of(row_type: type) -> tuple[Column, ...]:
     return tuple(found)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MetaRow:
     table: ClassVar[str] = "meta"
     about: ClassVar[str] = "facts about the file"
@@ -99,7 +100,7 @@ class MetaRow:
     value: str | None = column("its value")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunRow:
     table: ClassVar[str] = "runs"
     about: ClassVar[str] = "one row per proxy run (or import)"
@@ -115,7 +116,7 @@ class RunRow:
     hostname: str | None = column("the machine it ran on", "writer")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionRow:
     table: ClassVar[str] = "sessions"
     about: ClassVar[str] = "one row per WebSocket upgrade request, accepted or not"
@@ -201,7 +202,7 @@ class SessionRow:
         return (self.client_addr or "", self.user_agent or "", self.cookie_hash or "")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FrameRow:
     table: ClassVar[str] = "frames"
     about: ClassVar[str] = "one row per WebSocket frame as it crossed the wire, in wire order"
@@ -255,7 +256,7 @@ class FrameRow:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HttpRequestRow:
     table: ClassVar[str] = "http_requests"
     about: ClassVar[str] = "one row per plain HTTP request passed through"
@@ -273,7 +274,7 @@ class HttpRequestRow:
     error: str | None = column("why it failed, in words", "HttpRequest.error")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FaultRow:
     table: ClassVar[str] = "faults"
     about: ClassVar[str] = "one row per injected fault"
@@ -284,7 +285,7 @@ class FaultRow:
     removed_at: float | None = column("when it was removed (NULL if never)", "FaultRemoved.ts")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FaultEventRow:
     table: ClassVar[str] = "fault_events"
     about: ClassVar[str] = "one row each time a fault acted"
