@@ -345,3 +345,24 @@ async def test_the_proxy_outlives_whoever_reads_its_log(tmp_path, echo_upstream)
     assert await within(process.wait(), 20) == 0
     assert "Traceback" not in (await process.stderr.read()).decode()
     assert rows(db, "SELECT count(*) FROM sessions")[0][0] == 5
+
+
+async def test_a_third_signal_exits_at_once_and_says_what_was_lost(tmp_path, echo_upstream):
+    db = tmp_path / "rec.db"
+    process, url, _ = await start_cli_proxy(echo_upstream, db)
+    blocker = sqlite3.connect(db, timeout=10)
+    blocker.execute("BEGIN IMMEDIATE")  # the disk "hangs": rows wait
+    try:
+        ws = await within(websockets.connect(ws_url(url, "/ws")))
+        for i in range(50):
+            await ws.send(f"m{i}")
+            await within(ws.recv())
+        for _ in range(3):
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.2)
+        assert await within(process.wait(), 20) == 3
+        err = (await process.stderr.read()).decode()
+        assert "third signal: exiting now" in err and "were not written" in err
+    finally:
+        blocker.rollback()
+        blocker.close()
