@@ -151,6 +151,7 @@ class HttpRequest(NamedTuple):
     status: int | None
     duration_ms: float
     error: str | None = None
+    body: bytes = b""  # the first bytes of an error response (status 400 and up)
 
 
 class FaultAdded(NamedTuple):

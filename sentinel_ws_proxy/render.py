@@ -272,77 +272,147 @@ def show_session(
     )
 
 
+EXPECTED_WORDS = {
+    "navigation": ("navigation", "navigations"),
+    "client_gone": ("tab closed", "tabs closed"),
+    "proxy_shutdown": ("closed by the proxy stopping", "closed by the proxy stopping"),
+    "injected": ("injected fault", "injected faults"),
+    "open": ("still open", "still open"),
+}
+
+
+def failures_headline(report: FailureReport, where: str) -> str:
+    """'28 sessions in X: 3 failures, 24 expected disconnects (22 navigations, 2 tabs closed)'"""
+    total = len(report.classified.summaries)
+    line = f"{total} sessions in {where}: {report.failures} failure" + (
+        "" if report.failures == 1 else "s"
+    )
+    expected = report.expected
+    if expected:
+        parts = [f"{n} {EXPECTED_WORDS[c][0 if n == 1 else 1]}" for c, n in expected.items()]
+        n = sum(expected.values())
+        line += f", {n} expected ending" + ("" if n == 1 else "s") + f" ({', '.join(parts)})"
+    return line
+
+
+def _gaps(gaps: Sequence[float]) -> str:
+    return " ".join(f"{g:.2f}" for g in gaps[:8]) + (" …" if len(gaps) > 8 else "")
+
+
 def failures_report(console: Console, report: FailureReport, total_label: str) -> None:
     counts = report.counts
     table = Table(show_edge=False, header_style="bold")
     table.add_column("category")
     table.add_column("sessions", justify="right")
+    table.add_column("kind")
     table.add_column("examples")
     for category, n in counts.items():
+        kind = "expected" if category in EXPECTED_WORDS or category == "clean" else "failure"
         table.add_row(
-            category_text(category), str(n), " ".join(map(str, report.examples(category)))
+            category_text(category),
+            str(n),
+            kind,
+            " ".join(map(str, report.examples(category))),
         )
     console.print(f"[bold]{total_label}[/bold]")
     console.print(table)
+    _incidents(console, report)
+    _recovery(console, report)
+    _http(console, report)
     reconnects = report.classified.reconnects.as_dict()
-    if reconnects["disconnects"]:
+    if reconnects["reconnected"]:
         console.print(
-            f"\n[bold]Reconnects[/bold]: {reconnects['disconnects']} client-side disconnects, "
-            f"{reconnects['reconnected']} came back; gap median "
-            f"{seconds(reconnects['median_gap'])}, p95 {seconds(reconnects['p95_gap'])}, "
-            f"max {seconds(reconnects['max_gap'])}"
+            f"\n[bold]Navigations[/bold]: {reconnects['reconnected']} times the page came back "
+            f"after the browser closed its socket; gap median {seconds(reconnects['median_gap'])}"
+            f", p95 {seconds(reconnects['p95_gap'])}, max {seconds(reconnects['max_gap'])}"
         )
-        never = reconnects["never_reconnected"]
-        if never:
-            shown = " ".join(map(str, never[:10])) + (" …" if len(never) > 10 else "")
-            console.print(f"Never reconnected: {len(never)} (sessions {shown})")
-    incidents = report.recovery
-    if incidents:
-        table = Table(title="\nRecovery from injected faults", title_justify="left",
-                      show_edge=False, header_style="bold")  # fmt: skip
-        for column in (
-            "session",
-            "fault",
-            "client",
-            "came back",
-            "after",
-            "retries",
-            "gaps (s)",
-            "backoff",
-        ):
-            table.add_column(column)
-        for i in incidents:
-            gaps = " ".join(f"{g:.2f}" for g in i["gaps"][:8]) + (
-                " …" if len(i["gaps"]) > 8 else ""
-            )
-            backoff = i["pattern"] + (f" at {i['capped_at']:.2f} s" if i["capped_at"] else "")
-            came_back = (
-                Text("yes", style="green")
-                if i["recovered"]
-                else Text("not in the recording", style="bold red")
-            )
-            table.add_row(
-                str(i["session_id"]),
-                str(i["fault_id"]),
-                Text(i["client"]),
-                came_back,
-                seconds(i["recovered_after"]),
-                str(len(i["attempts"])),
-                gaps,
-                backoff,
-            )
-        console.print(table)
     for category in counts:
         advice = ADVICE[category]
         if not advice.fixes:
             continue
         console.print()
         console.print(Text.assemble(category_text(category), f": {advice.title}"))
+        for line in report.evidence(category):
+            console.print(Text.assemble(("  evidence: ", "bold"), line))
         for cause in advice.causes:
             console.print(f"  cause: {cause}")
         for fix in advice.fixes:
             console.print(f"  [green]try:[/green] {fix}")
         console.print(f"  see: sentinel-ws show {report.examples(category, 1)[0]}")
+
+
+def _incidents(console: Console, report: FailureReport) -> None:
+    found = report.incidents
+    if not found:
+        return
+    console.print("\n[bold]Server-side incidents[/bold]")
+    for i in found:
+        refused = ", ".join(f"{n} refused with {status}" for status, n in
+                            i["refused_retries"].items())  # fmt: skip
+        console.print(
+            f"  {clock(i['began'])} - {clock(i['ended'])}, {i['seconds']:.1f} s: "
+            f"{'/'.join(i['kinds'])}, {i['clients']} client"
+            + ("" if i["clients"] == 1 else "s")
+            + (f", retries {refused}" if refused else "")
+            + ("" if i["recovered"] else "; not every client came back")
+        )
+
+
+def _recovery(console: Console, report: FailureReport) -> None:
+    found = report.recovery
+    if not found:
+        return
+    summary = report.recovery_summary
+    if summary["disruptions"]:
+        console.print(
+            f"\n[bold]Recovery after failures[/bold]: {summary['disruptions']} disruptions, "
+            f"{summary['recovered']} recovered; median {seconds(summary['median_seconds'])}, "
+            f"p95 {seconds(summary['p95_seconds'])}, max {seconds(summary['max_seconds'])}"
+        )
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("session", "what", "client", "came back", "after", "retries", "gaps (s)",
+                   "backoff"):  # fmt: skip
+        table.add_column(column)
+    for i in found:
+        backoff = i["pattern"] + (f" at {i['capped_at']:.2f} s" if i["capped_at"] else "")
+        came_back = (
+            Text("yes", style="green")
+            if i["recovered"]
+            else Text("not in the recording", style="bold red")
+        )
+        what = i["kind"] + (f" (fault {i['fault_id']})" if i["fault_id"] else "")
+        table.add_row(
+            str(i["session_id"]),
+            what,
+            Text(i["client"]),
+            came_back,
+            seconds(i["recovered_after"]),
+            str(len(i["retries"])),
+            _gaps(i["gaps"]),
+            backoff,
+        )
+    console.print(table)
+
+
+def _http(console: Console, report: FailureReport) -> None:
+    if not report.http_failures:
+        return
+    table = Table(title="\nHTTP failures on the sockets' paths", title_justify="left",
+                  show_edge=False, header_style="bold")  # fmt: skip
+    for column in ("time", "client", "request", "status", "body"):
+        table.add_column(column, overflow="fold")
+    for h in report.http_failures[:20]:
+        query = f"?{h['query']}" if h["query"] else ""
+        table.add_row(
+            clock(h["ts"]),
+            Text(h["client_addr"] or ""),
+            Text(f"{h['method']} {h['path']}{query}"),
+            str(h["status"]),
+            Text(h["body"] or h["error"] or ""),
+        )
+    console.print(table)
+    if len(report.http_failures) > 20:
+        console.print(f"[dim]… and {len(report.http_failures) - 20} more[/dim]")
 
 
 def result_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -146,13 +146,14 @@ def test_failures_report_for_people(recording):
     result = run("failures", "--idle-timeout", "0.2", db=recording)
     assert result.exit_code == 0
     text = result.output
-    assert "12 sessions" in text and "9 of them failures" in text
+    assert "12 sessions" in text and "7 failures, 3 expected endings" in text
+    assert "1 navigation, 1 tab closed, 1 closed by the proxy stopping" in text
     for category in EXPECTED:
         assert category in text
     assert "Store connection state in a service that survives page navigation" in text
     assert "Validate connection state before sending" in text
     assert "CORS/Origin" in text
-    assert "Never reconnected: 1" in text
+    assert "evidence: no session was ever accepted on /ws/reject" in text
 
 
 def test_sessions_filters(recording):
@@ -164,7 +165,10 @@ def test_sessions_filters(recording):
     assert isinstance(everything[0]["request_headers"], dict)
     failed = json.loads(run("sessions", "--json", "--failed", db=recording).output)
     assert {s["category"] for s in failed} & {"clean", "proxy_shutdown"} == set()
-    assert len(failed) == 9  # the idle session counts as "other" at the default threshold
+    # Failures only: not the navigation or the closed tab; the idle session counts as
+    # "other" at the default threshold.
+    assert len(failed) == 7
+    assert {s["category"] for s in failed} & {"navigation", "client_gone"} == set()
     drops = json.loads(run("sessions", "--json", "--close-code", "1006", db=recording).output)
     assert {s["user_agent"] for s in drops} == {"killed-tab", "dropped"}
     refused = json.loads(run("sessions", "--json", "--path", "/ws/re*", db=recording).output)

@@ -28,7 +28,8 @@ ADVICE: dict[str, Advice] = {
         ),
     ),
     "navigation": Advice(
-        "Disconnected by page navigation, then reconnected",
+        "Page navigations (expected: the browser closes the page's socket, the next page "
+        "opens one)",
         (
             "Browser page navigation destroys the page's WebSocket (close 1001, or a bare drop).",
             "The connection lives in a page or component that does not survive navigation.",
@@ -41,7 +42,7 @@ ADVICE: dict[str, Advice] = {
         ),
     ),
     "client_gone": Advice(
-        "Client disconnected and did not come back in time",
+        "Clients that left and did not come back (expected when a tab was closed)",
         (
             "The tab was closed or killed, the laptop slept, or the network went away.",
             "Missing reconnection logic in the frontend.",
@@ -52,6 +53,33 @@ ADVICE: dict[str, Advice] = {
             "proves it.",
             "Have the server remove the connection from its connection manager at once, so it "
             "does not keep sending to a dead socket.",
+        ),
+    ),
+    "client_unresponsive": Advice(
+        "The client stopped answering: the server's pings went unanswered",
+        (
+            "The browser's tab or network process froze (a long-running script, a debugger "
+            "pause, a sleeping laptop, a congested network), so pongs stopped coming back.",
+            "The server's ping timeout is shorter than the pauses your users have.",
+        ),
+        (
+            "Look for long tasks on the page (DevTools Performance panel) that block the "
+            "event loop, and move heavy work off the main thread.",
+            "Give the server's keepalive a timeout longer than such pauses (daphne "
+            "--ping-timeout, uvicorn --ws-ping-timeout), and let the client reconnect.",
+        ),
+    ),
+    "server_restart": Advice(
+        "The server went away or restarted (1001/1012/1013, or a drop then 502s)",
+        (
+            "A deploy, a crash with a supervisor restarting the process, or a scale-down.",
+            "The server closing its sockets on shutdown (uvicorn sends 1012, others 1001).",
+        ),
+        (
+            "Read the recovery report: how long each client took to come back, and whether "
+            "its retries backed off instead of hammering the server while it was down.",
+            "Reconnect with exponential backoff and jitter; resubscribe and refetch state "
+            "after reconnecting, since events sent during the outage were lost.",
         ),
     ),
     "server_drop": Advice(
@@ -114,6 +142,18 @@ ADVICE: dict[str, Advice] = {
         ("A peer sent a malformed frame, an unexpected data type, or invalid UTF-8 text.",),
         ("Inspect the last frames before the close with sentinel-ws show ID --payloads.",),
     ),
+    "app_error": Advice(
+        "The app refused the client inside the messages",
+        (
+            "An application-level refusal after the WebSocket opened: a Socket.IO "
+            "connect_error (authentication failed in a connect handler, a namespace "
+            "middleware) or a server-side disconnect.",
+        ),
+        (
+            "The message the app sent says why (sentinel-ws show ID decodes Socket.IO "
+            "packets); check the auth data the client passes when it connects.",
+        ),
+    ),
     "proxy_shutdown": Advice(
         "Closed because the proxy stopped",
         ("The proxy was stopped while the session was open.",),
@@ -135,7 +175,7 @@ ADVICE: dict[str, Advice] = {
     "clean": Advice("Closed normally", ("A normal close (1000) with a completed handshake.",), ()),
     "other": Advice(
         "Other endings",
-        ("Application close codes (4000-4999), a server-side 1001, or an unusual handshake.",),
+        ("Application close codes (4000-4999) or an unusual handshake status.",),
         ("Look at the close code and reason with sentinel-ws show ID.",),
     ),
 }

@@ -1,16 +1,20 @@
 """Per-session verdicts: which of a fixed set of categories a session falls in, and why.
 
-Pure functions over session rows (read from a recording, or built from live
-events), so `failures`, `health --db` and `monitor` agree.
+Pure functions over session rows and the facts their frames give (see
+facts.py), so `failures`, `health --db`, `show` and `monitor` agree. A
+category is either a failure or an expected ending: a navigation, a closed
+tab, a normal close, the proxy stopping or a fault injected on purpose are
+the browser and the tools working as designed, not the app failing.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sentinel_ws_proxy.analysis.facts import SessionFacts
 from sentinel_ws_proxy.protocol import close_code_name
 from sentinel_ws_proxy.recording.schema import SessionRow
 
@@ -19,6 +23,8 @@ CATEGORIES = (
     "clean",
     "navigation",
     "client_gone",
+    "client_unresponsive",
+    "server_restart",
     "server_drop",
     "server_error",
     "rejected",
@@ -27,16 +33,22 @@ CATEGORIES = (
     "idle_timeout",
     "too_big",
     "protocol_error",
+    "app_error",
     "proxy_shutdown",
     "injected",
     "open",
     "other",
 )
-# Not failures: the app or the proxy ended these on purpose, or they are still going.
-NOT_FAILURES = frozenset({"clean", "open", "proxy_shutdown", "injected"})
+# The browser, the app or the tools doing what they should (or still going).
+EXPECTED = frozenset({"clean", "navigation", "client_gone", "proxy_shutdown", "injected", "open"})
+NOT_FAILURES = EXPECTED
+FAILURES = frozenset(CATEGORIES) - EXPECTED
 
 DEFAULT_RECONNECT_WINDOW = 10.0
 DEFAULT_IDLE_TIMEOUT = 30.0
+# A server ping left unanswered this long before the end means the client froze.
+UNANSWERED = 1.0
+RESTART_CODES = (1001, 1012, 1013)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +59,17 @@ class Verdict:
     # Seconds from this client-side disconnect to the same client's next
     # accepted connection; None when it never came back (or not applicable).
     reconnect_gap: float | None = None
+    # What in the recording the verdict rests on, in words.
+    evidence: tuple[str, ...] = ()
+
+    @property
+    def failure(self) -> bool:
+        return self.category in FAILURES
 
 
 @dataclass
 class Reconnects:
-    """How clients came back after they disconnected."""
+    """How clients came back after they went away (navigations and closed tabs)."""
 
     disconnects: int = 0
     gaps: list[float] = field(default_factory=list)
@@ -62,14 +80,14 @@ class Reconnects:
         return {
             "disconnects": self.disconnects,
             "reconnected": len(gaps),
-            "median_gap": _percentile(gaps, 50),
-            "p95_gap": _percentile(gaps, 95),
+            "median_gap": percentile(gaps, 50),
+            "p95_gap": percentile(gaps, 95),
             "max_gap": gaps[-1] if gaps else None,
             "never_reconnected": self.never_reconnected,
         }
 
 
-def _percentile(values: Sequence[float], pct: float) -> float | None:
+def percentile(values: Sequence[float], pct: float) -> float | None:
     """Nearest-rank percentile of sorted values."""
     if not values:
         return None
@@ -77,36 +95,60 @@ def _percentile(values: Sequence[float], pct: float) -> float | None:
     return values[int(rank) - 1]
 
 
-def _is_client_disconnect(s: SessionRow) -> bool:
+def is_client_disconnect(s: SessionRow) -> bool:
     """The client went away: 1001 going away, or its TCP connection dropped."""
     return s.accepted and s.closed_by == "client" and s.close_code in (1001, 1006)
 
 
-def reconnect_gaps(sessions: Sequence[SessionRow]) -> dict[int, tuple[float, str] | None]:
-    """For each client-side disconnect: (gap, path) of the same client's next accepted
-    connection, or None if it never came back."""
-    accepted: dict[tuple[str, str, str], list[SessionRow]] = defaultdict(list)
-    for s in sessions:
-        if s.accepted:
-            accepted[s.client_key].append(s)
-    starts: dict[tuple[str, str, str], list[float]] = {}
-    for key, group in accepted.items():
-        group.sort(key=lambda s: (s.started_at, s.id))
-        starts[key] = [s.started_at for s in group]
-    gaps: dict[int, tuple[float, str] | None] = {}
-    for s in sessions:
-        if not _is_client_disconnect(s):
-            continue
-        group, times = accepted[s.client_key], starts[s.client_key]
-        i = bisect.bisect_right(times, s.started_at)
+def disconnect_at(s: SessionRow, facts: SessionFacts | None) -> float:
+    """When the session's end began: its first close frame, or the end of TCP."""
+    if facts is not None and facts.first_close_at is not None:
+        return facts.first_close_at
+    return s.ended_at if s.ended_at is not None else (s.started_at or 0.0)
+
+
+class Accepted:
+    """Each client's accepted sessions by start time, to find what came after a moment."""
+
+    def __init__(self, sessions: Sequence[SessionRow]):
+        self._by: dict[tuple[str, str, str], list[SessionRow]] = defaultdict(list)
+        for s in sessions:
+            if s.accepted:
+                self._by[s.client_key].append(s)
+        self._starts: dict[tuple[str, str, str], list[float]] = {}
+        for key, group in self._by.items():
+            group.sort(key=lambda s: (s.started_at or 0.0, s.id or 0))
+            self._starts[key] = [s.started_at or 0.0 for s in group]
+
+    def next_after(self, s: SessionRow, moment: float) -> SessionRow | None:
+        """The same client's first accepted session started at or after `moment`.
+
+        One already open before the moment is never it: that is another tab.
+        """
+        group = self._by.get(s.client_key, [])
+        times = self._starts.get(s.client_key, [])
+        i = bisect.bisect_left(times, moment)
         while i < len(group) and group[i].id == s.id:
             i += 1
-        if i < len(group):
-            after = group[i]
-            gap = max(0.0, after.started_at - (s.ended_at or s.started_at))
-            gaps[s.id] = (gap, after.path)
-        else:
-            gaps[s.id] = None
+        return group[i] if i < len(group) else None
+
+
+def reconnect_gaps(
+    sessions: Sequence[SessionRow], facts: Mapping[int, SessionFacts] | None = None
+) -> dict[int, tuple[float, str] | None]:
+    """For each client-side disconnect: (gap, path) of the same client's next accepted
+    connection, or None if it never came back."""
+    facts = facts or {}
+    accepted = Accepted(sessions)
+    gaps: dict[int, tuple[float, str] | None] = {}
+    for s in sessions:
+        if not is_client_disconnect(s):
+            continue
+        moment = disconnect_at(s, facts.get(s.id or 0))
+        after = accepted.next_after(s, moment)
+        gaps[s.id or 0] = (
+            None if after is None else ((after.started_at or 0.0) - moment, after.path or "")
+        )
     return gaps
 
 
@@ -114,58 +156,86 @@ def classify(
     s: SessionRow,
     reconnect: tuple[float, str] | None = None,
     *,
+    facts: SessionFacts | None = None,
     reconnect_window: float = DEFAULT_RECONNECT_WINDOW,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> Verdict:
     """One session's category and a sentence saying why."""
-    category, why = _category(s, reconnect, reconnect_window, idle_timeout)
-    gap = reconnect[0] if reconnect is not None and _is_client_disconnect(s) else None
-    return Verdict(s.id, category, why, gap)
+    category, why = _category(s, reconnect, facts, reconnect_window, idle_timeout)
+    gap = reconnect[0] if reconnect is not None and is_client_disconnect(s) else None
+    return Verdict(s.id or 0, category, why, gap)
 
 
 def _category(
     s: SessionRow,
     reconnect: tuple[float, str] | None,
+    facts: SessionFacts | None,
     window: float,
     idle_timeout: float,
 ) -> tuple[str, str]:
     if s.fault_id is not None:
-        what = "refused the handshake" if not s.accepted else _close_words(s)
+        what = "refused the handshake" if not s.accepted else close_words(s)
         return "injected", f"fault {s.fault_id} {what}: injected on purpose, not the app's doing"
     if not s.accepted:
         return _handshake_category(s)
     code, by = s.close_code, s.closed_by
-    said = _close_words(s)
+    said = close_words(s)
     if s.ended_at is None:
         return "open", "still open (or the recording stopped before it closed)"
     if by == "proxy" and code == 1001:
         return "proxy_shutdown", "the proxy shut down while the session was open"
     if by == "proxy" and code is None:
         return "proxy_shutdown", "the proxy stopped without closing it (it crashed or was killed)"
+    if facts is not None and facts.app_error:
+        return "app_error", f"the app refused it inside the messages: {facts.app_error}"
     if code == 1009:
         return "too_big", f"a message exceeded the size limit: {said}"
     if code in (1002, 1003, 1007):
         return "protocol_error", f"the connection broke the protocol: {said}"
+    if by == "server" and _unanswered(s, facts):
+        assert facts is not None and facts.last_server_ping is not None
+        silent = disconnect_at(s, facts) - facts.last_server_ping
+        ending = "dropped" if code == 1006 else f"closed ({code} {close_code_name(code)})"
+        return "client_unresponsive", (
+            f"the server pinged and nothing came back from the client for {silent:.1f} s "
+            f"before the server {ending} the connection: a frozen or unreachable client"
+        )
     if code == 1011:
         return "server_error", f"the server hit an internal error: {said}"
     if code == 1008:
         return "rejected", f"closed for a policy violation: {said}"
-    if _is_client_disconnect(s):
-        return _client_disconnect(s, reconnect, window)
+    if by == "server" and code in RESTART_CODES:
+        return "server_restart", f"the server went away or restarted: {said}"
+    if is_client_disconnect(s):
+        return _client_disconnect(s, reconnect, facts, window)
     idle = s.idle_before_close
     if by == "server" and idle is not None and idle >= idle_timeout:
         return "idle_timeout", f"{said} after {idle:.1f} s without a frame in either direction"
     if by == "server" and code == 1006:
         return "server_drop", f"the server's side vanished without a close frame after {_secs(s)}"
-    if code in (1000, 1005) and s.clean:
+    if code in (1000, 1005) and (s.clean or _did_not_wait(s, facts)):
         return "clean", f"closed normally: {said}"
     if code is None and by is None:
         return "other", "the recording does not say how the connection ended (an imported capture?)"
     return "other", said
 
 
+def _unanswered(s: SessionRow, facts: SessionFacts | None) -> bool:
+    if facts is None or facts.last_server_ping is None:
+        return False
+    answered = facts.last_client_frame is not None and (
+        facts.last_client_frame >= facts.last_server_ping
+    )
+    return not answered and disconnect_at(s, facts) - facts.last_server_ping >= UNANSWERED
+
+
+def _did_not_wait(s: SessionRow, facts: SessionFacts | None) -> bool:
+    """The client sent its close and left before the server's reply reached it."""
+    return bool(s.closed_by == "client" and facts is not None and facts.reply_not_delivered)
+
+
 def _handshake_category(s: SessionRow) -> tuple[str, str]:
-    status = s.handshake_status
+    status = s.handshake_status or 0
     detail = f" ({s.error})" if s.error else ""
     if status in (401, 403):
         return "rejected", f"the handshake was refused with {status}{detail}"
@@ -175,17 +245,24 @@ def _handshake_category(s: SessionRow) -> tuple[str, str]:
         return "upstream_unreachable", f"the proxy could not reach the upstream{detail}"
     if 500 <= status <= 599:
         return "server_error", f"the handshake failed with {status}{detail}"
+    if status in (-1, 0):
+        return "rejected", (
+            "the handshake failed and the browser does not say why (a browser HAR records "
+            "no status for a refused WebSocket; a recording through the proxy keeps it)"
+        )
     return "other", f"the handshake was answered with {status}{detail}"
 
 
 def _client_disconnect(
-    s: SessionRow, reconnect: tuple[float, str] | None, window: float
+    s: SessionRow, reconnect: tuple[float, str] | None, facts: SessionFacts | None, window: float
 ) -> tuple[str, str]:
     how = (
         "closed with 1001 going away"
         if s.close_code == 1001
         else "dropped the connection without a close frame"
     )
+    if _did_not_wait(s, facts):
+        how += " (the browser did not wait for the server's reply)"
     if reconnect is not None:
         gap, path = reconnect
         if gap <= window and path == s.path:
@@ -196,10 +273,10 @@ def _client_disconnect(
             + (f" on {path}" if path != s.path else "")
             + f", outside the {window:g} s reconnect window",
         )
-    return "client_gone", f"the client {how} and did not reconnect"
+    return "client_gone", f"the client {how} and did not reconnect (a tab closed for good?)"
 
 
-def _close_words(s: SessionRow) -> str:
+def close_words(s: SessionRow) -> str:
     who = s.closed_by or "nobody recorded"
     code = s.close_code
     words = f"closed by {who} with {code} {close_code_name(code)}" if code else f"closed by {who}"
@@ -215,15 +292,18 @@ def _secs(s: SessionRow) -> str:
 def classify_all(
     sessions: Sequence[SessionRow],
     *,
+    facts: Mapping[int, SessionFacts] | None = None,
     reconnect_window: float = DEFAULT_RECONNECT_WINDOW,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> tuple[list[Verdict], Reconnects]:
     """Verdicts for every session, and the reconnect statistics they imply."""
-    gaps = reconnect_gaps(sessions)
+    facts = facts or {}
+    gaps = reconnect_gaps(sessions, facts)
     verdicts = [
         classify(
             s,
-            gaps.get(s.id),
+            gaps.get(s.id or 0),
+            facts=facts.get(s.id or 0),
             reconnect_window=reconnect_window,
             idle_timeout=idle_timeout,
         )

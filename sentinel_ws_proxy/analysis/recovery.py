@@ -1,22 +1,126 @@
-"""How clients recovered from injected faults: did they come back, how fast, with what backoff.
+"""Disruptions and recoveries, per client; outages across clients.
 
-An incident starts at a session a fault ended (or a handshake a fault
-refused) and runs through that client's following attempts until one is
-accepted. The gaps between attempts show the
-client's backoff: growing, capped, constant, or giving up.
+A disruption begins where a client's connection ends badly (a server drop, a
+server close for a restart or an error, a refused or failed handshake, a
+frozen client, an injected fault) or where the page navigates away. It lasts
+until that client next has an accepted (101) session: that is its recovery
+time; handshakes refused in between are its retries, and their gaps show the
+client's backoff. A disruption the recording ends inside never recovered.
+
+Server-side disruptions of several clients that overlap in time are one
+incident: "server outage 14:02:03-14:02:10, 7.5 s, 3 clients, 3 retries
+refused with 502".
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from sentinel_ws_proxy.analysis.classify import Verdict, disconnect_at, percentile
+from sentinel_ws_proxy.analysis.facts import SessionFacts
 from sentinel_ws_proxy.recording.schema import SessionRow
 
 GROWTH = 1.3  # a gap at least this much longer than the one before counts as growing
 SAME = 0.15  # gaps within 15% of each other count as the same
+SLACK = 1.0  # server-side disruptions this close in time are one incident
+DISRUPTIONS = frozenset(
+    {
+        "navigation",
+        "client_unresponsive",
+        "server_restart",
+        "server_drop",
+        "server_error",
+        "rejected",
+        "not_found",
+        "upstream_unreachable",
+        "idle_timeout",
+        "app_error",
+        "injected",
+    }
+)
+SERVER_SIDE = frozenset({"server_restart", "server_drop", "server_error", "upstream_unreachable"})
+DOWN = (502, 503, 504)  # a handshake refused like this: the server is down or restarting
+
+
+@dataclass
+class Disruption:
+    session_id: int
+    kind: str  # the category of the session that began it
+    client: tuple[str, str, str]
+    client_addr: str
+    path: str
+    began: float
+    recovered_at: float | None = None
+    retries: list[tuple[int, int]] = field(default_factory=list)  # (session id, status)
+    attempts: list[float] = field(default_factory=list)  # when each retry (and the recovery) began
+    fault_id: int | None = None
+
+    @property
+    def recovery(self) -> float | None:
+        return None if self.recovered_at is None else max(0.0, self.recovered_at - self.began)
+
+    @property
+    def ended(self) -> float:
+        return self.recovered_at or (self.attempts[-1] if self.attempts else self.began)
+
+    @property
+    def failure(self) -> bool:
+        return self.kind not in ("navigation", "injected")
+
+    def gaps(self) -> list[float]:
+        moments = [self.began, *self.attempts]
+        return [round(max(0.0, b - a), 6) for a, b in itertools.pairwise(moments)]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "kind": self.kind,
+            "client": self.client_addr,
+            "path": self.path,
+            "began": self.began,
+            "recovered": self.recovered_at is not None,
+            "gave_up": self.recovered_at is None,  # not back before the recording ended
+            "recovered_after": None if self.recovery is None else round(self.recovery, 6),
+            "retries": [{"session_id": i, "status": s} for i, s in self.retries],
+            "gaps": self.gaps(),
+            "fault_id": self.fault_id,
+            **describe_backoff(self.gaps()),
+        }
+
+
+@dataclass
+class Incident:
+    began: float
+    ended: float
+    disruptions: list[Disruption]
+
+    @property
+    def clients(self) -> int:
+        return len({d.client for d in self.disruptions})
+
+    @property
+    def refused(self) -> Counter[int]:
+        return Counter(status for d in self.disruptions for _, status in d.retries)
+
+    @property
+    def recovered(self) -> bool:
+        return all(d.recovered_at is not None for d in self.disruptions)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "began": self.began,
+            "ended": self.ended,
+            "seconds": round(self.ended - self.began, 3),
+            "clients": self.clients,
+            "kinds": sorted({d.kind for d in self.disruptions}),
+            "refused_retries": {str(k): v for k, v in sorted(self.refused.items())},
+            "recovered": self.recovered,
+            "sessions": [d.session_id for d in self.disruptions],
+        }
 
 
 def describe_backoff(gaps: Sequence[float]) -> dict[str, Any]:
@@ -39,46 +143,72 @@ def describe_backoff(gaps: Sequence[float]) -> dict[str, Any]:
     return {"pattern": pattern, "capped_at": capped_at}
 
 
-def recovery(sessions: Sequence[SessionRow]) -> list[dict[str, Any]]:
-    by_client: dict[tuple[str, str, str], list[SessionRow]] = defaultdict(list)
-    for s in sorted(sessions, key=lambda s: (s.started_at, s.id)):
-        by_client[s.client_key].append(s)
-    incidents = []
-    for group in by_client.values():
-        i = 0
-        while i < len(group):
-            start = group[i]
-            if start.fault_id is None:
-                i += 1
-                continue
-            attempts, gaps, recovered = [], [], None
-            previous_end = start.ended_at or start.started_at
-            j = i + 1
-            while j < len(group):
-                attempt = group[j]
-                attempts.append(attempt.id)
-                gaps.append(round(max(0.0, attempt.started_at - previous_end), 6))
-                if attempt.accepted:
-                    recovered = attempt  # a fault may end it later: that is the next incident
-                    break
-                previous_end = attempt.ended_at or attempt.started_at
-                j += 1
-            first_end = start.ended_at or start.started_at
-            incidents.append(
-                {
-                    "session_id": start.id,
-                    "fault_id": start.fault_id,
-                    "client": start.client_addr,
-                    "path": start.path,
-                    "recovered": recovered is not None,
-                    "recovered_after": None
-                    if recovered is None
-                    else round(recovered.started_at - first_end, 6),
-                    "attempts": attempts,
-                    "gaps": gaps,
-                    "gave_up": recovered is None,
-                    **describe_backoff(gaps),
-                }
-            )
-            i = j if recovered is not None else len(group)
-    return incidents
+def disruptions(
+    sessions: Sequence[SessionRow],
+    verdicts: Sequence[Verdict],
+    facts: Mapping[int, SessionFacts],
+) -> list[Disruption]:
+    """Every disruption of every client, in the order they began."""
+    by_client: dict[tuple[str, str, str], list[tuple[SessionRow, Verdict]]] = defaultdict(list)
+    for s, v in zip(sessions, verdicts, strict=True):
+        by_client[s.client_key].append((s, v))
+    found: list[Disruption] = []
+    for pairs in by_client.values():
+        pairs.sort(key=lambda p: (p[0].started_at or 0.0, p[0].id or 0))
+        current: Disruption | None = None
+        for s, v in pairs:
+            start = s.started_at or 0.0
+            if current is not None and start >= current.began:
+                current.attempts.append(start)
+                if s.accepted:
+                    current.recovered_at = start
+                    current = None
+                else:
+                    current.retries.append((s.id or 0, s.handshake_status or 0))
+                    continue  # a retry of the same disruption, not a new one
+            if v.category in DISRUPTIONS and (s.ended_at is not None or not s.accepted):
+                began = disconnect_at(s, facts.get(s.id or 0)) if s.accepted else start
+                current = Disruption(
+                    s.id or 0, v.category, s.client_key, s.client_addr or "", s.path or "",
+                    began, fault_id=s.fault_id,
+                )  # fmt: skip
+                found.append(current)
+    found.sort(key=lambda d: d.began)
+    return found
+
+
+def restarts(found: Sequence[Disruption]) -> dict[int, str]:
+    """Drops the server came back from after refusing retries with 502/503: restarts."""
+    return {
+        d.session_id: "server_restart"
+        for d in found
+        if d.kind == "server_drop"
+        and d.recovered_at is not None
+        and any(status in DOWN for _, status in d.retries)
+    }
+
+
+def incidents(found: Sequence[Disruption]) -> list[Incident]:
+    """Server-side disruptions that overlap in time, across clients."""
+    out: list[Incident] = []
+    for d in sorted((d for d in found if d.kind in SERVER_SIDE), key=lambda d: d.began):
+        if out and d.began <= out[-1].ended + SLACK:
+            out[-1].disruptions.append(d)
+            out[-1].ended = max(out[-1].ended, d.ended)
+        else:
+            out.append(Incident(d.began, d.ended, [d]))
+    return out
+
+
+def summary(found: Sequence[Disruption]) -> dict[str, Any]:
+    """Recovery after failures (not navigations, not injected faults)."""
+    failures = [d for d in found if d.failure]
+    times = sorted(d.recovery for d in failures if d.recovery is not None)
+    return {
+        "disruptions": len(failures),
+        "recovered": len(times),
+        "median_seconds": percentile(times, 50),
+        "p95_seconds": percentile(times, 95),
+        "max_seconds": times[-1] if times else None,
+        "never_recovered": [d.session_id for d in failures if d.recovered_at is None],
+    }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sentinel_ws_proxy.analysis import evidence, facts
 from sentinel_ws_proxy.analysis.advice import ADVICE
 from sentinel_ws_proxy.analysis.classify import (
     CATEGORIES,
@@ -17,7 +18,14 @@ from sentinel_ws_proxy.analysis.classify import (
     Verdict,
     classify_all,
 )
-from sentinel_ws_proxy.analysis.recovery import recovery
+from sentinel_ws_proxy.analysis.facts import SessionFacts
+from sentinel_ws_proxy.analysis.recovery import (
+    Disruption,
+    disruptions,
+    incidents,
+    restarts,
+    summary,
+)
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import SessionRow
 
@@ -40,19 +48,49 @@ class Classified:
     summaries: list[SessionRow]
     verdicts: list[Verdict]
     reconnects: Reconnects
+    facts: dict[int, SessionFacts] = field(default_factory=dict)
+    disruptions: list[Disruption] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[SessionRow, Verdict]]:
         return list(zip(self.summaries, self.verdicts, strict=False))
 
 
-def classify_recording(recording: Recording, window: Window = Window()) -> Classified:
-    summaries = recording.summaries(since=window.since, until=window.until, run_id=window.run_id)
+def classify_sessions(
+    summaries: list[SessionRow],
+    facts: dict[int, SessionFacts],
+    window: Window = Window(),
+) -> Classified:
+    """Verdicts with their evidence, and the disruptions they make (pure: no file)."""
     verdicts, reconnects = classify_all(
         summaries,
+        facts=facts,
         reconnect_window=window.reconnect_window,
         idle_timeout=window.idle_timeout,
     )
-    return Classified(summaries, verdicts, reconnects)
+    verdicts = evidence.attach(summaries, verdicts, facts)
+    found = disruptions(summaries, verdicts, facts)
+    renamed = restarts(found)
+    if renamed:
+        # A drop the server came back from after refusing retries with 502/503 was a restart.
+        verdicts = [
+            replace(
+                v,
+                category=renamed[v.session_id],
+                explanation=v.explanation + "; the retries were refused with 502/503 until "
+                "the server was back: a restart",
+            )
+            if v.session_id in renamed
+            else v
+            for v in verdicts
+        ]
+        for d in found:
+            d.kind = renamed.get(d.session_id, d.kind)
+    return Classified(summaries, verdicts, reconnects, facts, found)
+
+
+def classify_recording(recording: Recording, window: Window = Window()) -> Classified:
+    summaries = recording.summaries(since=window.since, until=window.until, run_id=window.run_id)
+    return classify_sessions(summaries, facts.gather(recording, summaries), window)
 
 
 def select_sessions(
@@ -80,6 +118,7 @@ def select_sessions(
 class FailureReport:
     classified: Classified
     window: Window
+    http_failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -88,24 +127,49 @@ class FailureReport:
 
     @property
     def recovery(self) -> list[dict[str, Any]]:
-        return recovery(self.classified.summaries)
+        """Every disruption and how that client recovered (injected faults included)."""
+        return [d.as_json() for d in self.classified.disruptions if d.kind != "navigation"]
+
+    @property
+    def incidents(self) -> list[dict[str, Any]]:
+        return [i.as_json() for i in incidents(self.classified.disruptions)]
+
+    @property
+    def recovery_summary(self) -> dict[str, Any]:
+        return summary(self.classified.disruptions)
 
     def examples(self, category: str, n: int = EXAMPLES) -> list[int]:
         return [v.session_id for v in self.classified.verdicts if v.category == category][:n]
+
+    def evidence(self, category: str, n: int = 3) -> list[str]:
+        """The distinct evidence lines of a category's sessions, most common first."""
+        found = Counter(
+            line for v in self.classified.verdicts if v.category == category for line in v.evidence
+        )
+        return [line for line, _ in found.most_common(n)]
 
     @property
     def failures(self) -> int:
         return sum(n for c, n in self.counts.items() if c not in NOT_FAILURES)
 
+    @property
+    def expected(self) -> dict[str, int]:
+        """The expected endings that are disconnects: navigations, tabs closed, ..."""
+        return {c: n for c, n in self.counts.items() if c in NOT_FAILURES and c != "clean"}
+
     def as_json(self) -> dict[str, Any]:
         summaries = self.classified.summaries
         return {
             "categories": self.counts,
+            "failures": self.failures,
+            "expected": self.expected,
             "sessions": [
                 {
                     "id": v.session_id,
                     "category": v.category,
+                    "failure": v.failure,
                     "explanation": v.explanation,
+                    "evidence": list(v.evidence),
                     "started_at": s.started_at,
                     "ended_at": s.ended_at,
                     "client_addr": s.client_addr,
@@ -119,9 +183,14 @@ class FailureReport:
             ],
             "reconnects": self.classified.reconnects.as_dict(),
             "recovery": self.recovery,
+            "recovery_summary": self.recovery_summary,
+            "incidents": self.incidents,
+            "http_failures": self.http_failures,
             "advice": {
                 c: {
                     "title": ADVICE[c].title,
+                    "failure": c not in NOT_FAILURES,
+                    "evidence": self.evidence(c),
                     "causes": list(ADVICE[c].causes),
                     "fixes": list(ADVICE[c].fixes),
                     "examples": self.examples(c),
@@ -135,5 +204,46 @@ class FailureReport:
         }
 
 
+def http_failures(recording: Recording, sessions: list[SessionRow], window: Window) -> list[dict]:
+    """Failed plain HTTP requests on the sockets' paths, or on Socket.IO/SockJS transports."""
+    if not recording.has_table("http_requests"):
+        return []
+    paths = sorted({s.path for s in sessions if s.path})
+    where = ["CAST(status AS INTEGER) >= 400"]
+    params: list[Any] = []
+    marks = ",".join("?" * len(paths))
+    where.append(
+        "(path LIKE '%/socket.io/%' OR path LIKE '%/sockjs/%'"
+        + (f" OR path IN ({marks}))" if paths else ")")
+    )
+    params += paths
+    if window.since is not None:
+        where.append("ts >= ?")
+        params.append(window.since)
+    if window.until is not None:
+        where.append("ts < ?")
+        params.append(window.until)
+    if window.run_id is not None:
+        where.append("run_id = ?")
+        params.append(window.run_id)
+    body = "body" if "body" in recording._present["http_requests"] else "NULL"
+    rows = recording.conn.execute(
+        f"SELECT id, ts, client_addr, method, path, query, status, error, {body}"
+        f" FROM http_requests WHERE {' AND '.join(where)} ORDER BY ts, id",
+        params,
+    ).fetchall()
+    keys = ("id", "ts", "client_addr", "method", "path", "query", "status", "error", "body")
+    out = []
+    for row in rows:
+        item = dict(zip(keys, row, strict=True))
+        text = item["body"]
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        item["body"] = " ".join((text or "").split())[:200] or None
+        out.append(item)
+    return out
+
+
 def failure_report(recording: Recording, window: Window = Window()) -> FailureReport:
-    return FailureReport(classify_recording(recording, window), window)
+    classified = classify_recording(recording, window)
+    return FailureReport(classified, window, http_failures(recording, classified.summaries, window))

@@ -45,6 +45,7 @@ from sentinel_ws_proxy.recording.transfer import (
     to_jsonl,
 )
 from sentinel_ws_proxy.render import (
+    failures_headline,
     failures_report,
     jsonable,
     message_json,
@@ -198,10 +199,7 @@ def failures(
     if as_json:
         print_json(report.as_json())
         return
-    total = len(report.classified.summaries)
-    failures_report(
-        console(), report, f"{total} sessions in {db}, {report.failures} of them failures"
-    )
+    failures_report(console(), report, failures_headline(report, str(db)))
 
 
 @cli.command()

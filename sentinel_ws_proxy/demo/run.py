@@ -22,7 +22,7 @@ from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
 from sentinel_ws_proxy.recording.crash import in_use
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import open_read_only
-from sentinel_ws_proxy.render import category_text, failures_report
+from sentinel_ws_proxy.render import category_text, failures_headline, failures_report
 
 
 @dataclass
@@ -122,12 +122,11 @@ def print_demo_report(console: Console, result: DemoResult, db: Path) -> None:
         table.add_row(name, str(session_id or "-"), category_text(got or "missing"), mark)
     console.print(table)
     console.print()
-    total = len(result.report.classified.summaries)
     failures_report(
         console,
         result.report,
         f"sentinel-ws failures --db {db} --idle-timeout {DEMO_IDLE_THRESHOLD:g}: "
-        f"{total} sessions, {result.report.failures} failures",
+        + failures_headline(result.report, str(db)).split(": ", 1)[1],
     )
     navigation = result.outcomes["page navigation"][2]
     console.print("\n[bold]Next, try[/bold]")

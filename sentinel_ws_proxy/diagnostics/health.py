@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import websockets
 
+from sentinel_ws_proxy.analysis.recovery import summary
 from sentinel_ws_proxy.diagnostics.test_client import USER_AGENT, describe_failure
 from sentinel_ws_proxy.proxy.config import format_hostport
 
@@ -323,15 +324,21 @@ THRESHOLDS: dict[str, tuple[float, float | None, str]] = {
         0.25,
         "share of accepted sessions ended by 1006/1011/1002/1003/1007/1009",
     ),
-    "never_reconnected": (0.5, None, "share of client-side disconnects with no reconnect at all"),
-    "reconnect_p95": (
+    "never_recovered": (
+        0.5,
+        None,
+        "share of failures (drops, server closes, refused handshakes) after which the client "
+        "never had an accepted session again; closed tabs and navigations do not count",
+    ),
+    "recovery_p95": (
         5.0,
         30.0,
-        "95th percentile seconds from a disconnect to the next connection",
+        "95th percentile seconds from a failure to that client's next accepted session",
     ),
     "idle_timeouts": (0.1, None, "share of accepted sessions closed by the server as idle"),
 }
 ABNORMAL_CODES = frozenset({1006, 1011, 1002, 1003, 1007, 1009})
+OURS = frozenset({"proxy_shutdown", "injected"})  # the proxy ended these, not the app
 
 
 def parse_thresholds(values: tuple[str, ...]) -> dict[str, tuple[float, float | None]]:
@@ -365,11 +372,12 @@ def recording_health(
     classified: Any, source: str, limits: dict[str, tuple[float, float | None]]
 ) -> HealthReport:
     """The health verdict computed from a recording's classified sessions."""
-    pairs = classified.pairs()
+    # What the app did: sessions the proxy ended (shutdown, injected faults) are left out.
+    pairs = [(s, v) for s, v in classified.pairs() if v.category not in OURS]
     total = len(pairs)
-    accepted = [(s, v) for s, v in pairs if s.accepted and v.category != "proxy_shutdown"]
+    accepted = [(s, v) for s, v in pairs if s.accepted]
     ended = [(s, v) for s, v in accepted if s.ended_at is not None]
-    reconnects = classified.reconnects.as_dict()
+    recovery = summary(classified.disruptions)
 
     def share(count: int, of: int) -> float | None:
         return count / of if of else None
@@ -377,10 +385,12 @@ def recording_health(
     metrics = {
         "sessions": total,
         "handshake_failures": share(sum(not s.accepted for s, _ in pairs), total),
-        "abnormal_closes": share(sum(s.close_code in ABNORMAL_CODES for s, _ in ended), len(ended)),
-        "never_reconnected": share(len(reconnects["never_reconnected"]), reconnects["disconnects"]),
-        "reconnect_median": reconnects["median_gap"],
-        "reconnect_p95": reconnects["p95_gap"],
+        "abnormal_closes": share(
+            sum(v.failure and s.close_code in ABNORMAL_CODES for s, v in ended), len(ended)
+        ),
+        "never_recovered": share(len(recovery["never_recovered"]), recovery["disruptions"]),
+        "recovery_median": recovery["median_seconds"],
+        "recovery_p95": recovery["p95_seconds"],
         "idle_timeouts": share(sum(v.category == "idle_timeout" for _, v in ended), len(ended)),
     }
     report = HealthReport(source, metrics=metrics)
@@ -394,7 +404,7 @@ def recording_health(
         shown = (
             "n/a"
             if value is None
-            else (f"{value:.1f} s" if name == "reconnect_p95" else f"{value:.1%}")
+            else (f"{value:.1f} s" if name == "recovery_p95" else f"{value:.1%}")
         )
         bounds = f"warn > {warn:g}" + (f", critical > {crit:g}" if crit is not None else "")
         report.checks.append(Check(name, level, f"{shown} ({meaning}; {bounds})"))

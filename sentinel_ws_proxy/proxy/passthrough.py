@@ -14,6 +14,7 @@ from sentinel_ws_proxy.proxy.headers import forwarded_request_headers, relayed_r
 from sentinel_ws_proxy.proxy.upstream import Upstream, describe_client_error, within
 
 CHUNK = 64 * 1024
+ERROR_BODY = 1024
 
 
 async def pass_through(
@@ -27,6 +28,7 @@ async def pass_through(
     rel = request.rel_url
     status: int | None = None
     error: str | None = None
+    body = b""
     try:
         url = upstream.url_for(rel.raw_path, rel.raw_query_string, websocket=False)
         try:
@@ -54,7 +56,10 @@ async def pass_through(
             )
             status = upstream_response.status
             await response.prepare(request)
+            keep = ERROR_BODY if status >= 400 else 0  # why a request failed is in its body
             async for chunk in upstream_response.content.iter_chunked(CHUNK):
+                if len(body) < keep:
+                    body += chunk[: keep - len(body)]
                 await response.write(chunk)
             await response.write_eof()
             return response
@@ -79,5 +84,6 @@ async def pass_through(
                 status,
                 (time.time() - started) * 1000,
                 error,
+                body,
             )
         )

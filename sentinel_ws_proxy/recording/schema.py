@@ -272,6 +272,9 @@ class HttpRequestRow:
     )
     duration_ms: float | None = column("time to the end of the response", "HttpRequest.duration_ms")
     error: str | None = column("why it failed, in words", "HttpRequest.error")
+    body: bytes | None = column(
+        "the first bytes (up to 1 KiB) of an error response's body (status 400 and up)", "writer"
+    )
 
 
 @dataclass(slots=True)

@@ -47,6 +47,7 @@ BACKLOG_LOW = 8 * 1024 * 1024
 EVENTS_HIGH = 100_000
 EVENTS_LOW = 20_000
 LAG_SAMPLES = 200_000
+ERROR_BODY = 1024  # bytes of an HTTP error response's body kept
 # What a value SQLite cannot take raises (as opposed to a disk that refuses writes).
 DATA_ERRORS = (sqlite3.InterfaceError, sqlite3.ProgrammingError, ValueError, TypeError)
 _STOP = object()
@@ -371,6 +372,9 @@ class RecordingWriter:
             ("http_requests", "run_id"): lambda e: self.run_id,
             ("http_requests", "query"): lambda h: r.query(h.query),
             ("http_requests", "path"): lambda h: r.path(h.path),
+            ("http_requests", "body"): lambda h: (
+                stored_payload(h.body, ERROR_BODY, text=True)[0] or None
+            ),
             ("faults", "run_id"): lambda e: self.run_id,
         }
 

@@ -1,0 +1,99 @@
+"""What a session's frames say that its row does not: the evidence some verdicts rest on.
+
+Read for the sessions that need it only (a few SQL aggregates over the frames
+index), so that classifying 100,000 sessions stays quick:
+
+- when the disconnect began (the first close frame), so that a session already
+  open before it is never taken for the reconnect;
+- whether the server's close reply reached a client that had already gone
+  (a browser that navigated away does not wait for it);
+- the server's last ping and the client's last frame: a ping left unanswered
+  before the server dropped the connection means a frozen client, not a
+  crashed server;
+- application-level refusals inside the messages (a Socket.IO connect_error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sentinel_ws_proxy.decoders import app_error
+from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.schema import SessionRow
+
+CHUNK = 500
+
+
+@dataclass(slots=True)
+class SessionFacts:
+    first_close_at: float | None = None
+    first_close_by: str | None = None  # source of the first close frame
+    reply_not_delivered: bool = False  # a close came back after the first one, too late
+    last_server_ping: float | None = None
+    last_client_frame: float | None = None
+    app_error: str | None = None  # an application-level refusal, in the app's words
+
+
+def needs_facts(s: SessionRow) -> bool:
+    """Sessions whose verdict may depend on their frames."""
+    return bool(s.accepted and s.ended_at is not None and s.closed_by in ("client", "server"))
+
+
+def gather(recording: Recording, sessions: Iterable[SessionRow]) -> dict[int, SessionFacts]:
+    ids = [s.id for s in sessions if s.id is not None and needs_facts(s)]
+    socketio = {s.id for s in sessions if s.id is not None and _socketio(s)}
+    found: dict[int, SessionFacts] = {}
+    has_columns = "forwarded" in recording._present.get("frames", set())
+    delivered = "forwarded = 0" if has_columns else "0"
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = recording.conn.execute(
+            f"""SELECT session_id,
+                  min(CASE WHEN opcode = 'close' THEN ts END),
+                  max(CASE WHEN direction = 's2c' AND opcode = 'ping' THEN ts END),
+                  max(CASE WHEN direction = 'c2s' THEN ts END),
+                  max(CASE WHEN opcode = 'close' AND {delivered} THEN 1 ELSE 0 END)
+                FROM frames WHERE session_id IN ({marks}) GROUP BY session_id""",
+            chunk,
+        ).fetchall()
+        for sid, first_close, ping, client, late in rows:
+            found[sid] = SessionFacts(
+                first_close_at=_number(first_close),
+                reply_not_delivered=bool(late),
+                last_server_ping=_number(ping),
+                last_client_frame=_number(client),
+            )
+        firsts = recording.conn.execute(
+            f"""SELECT f.session_id, f.direction FROM frames f
+                JOIN (SELECT session_id, min(id) AS id FROM frames
+                      WHERE opcode = 'close' AND session_id IN ({marks})
+                      GROUP BY session_id) AS c ON c.id = f.id""",
+            chunk,
+        ).fetchall()
+        for sid, direction in firsts:
+            if sid in found:
+                found[sid].first_close_by = "client" if direction == "c2s" else "server"
+    for sid in socketio:
+        message = _socketio_error(recording, sid)
+        if message is not None:
+            found.setdefault(sid, SessionFacts()).app_error = message
+    return found
+
+
+def _socketio(s: SessionRow) -> bool:
+    return "/socket.io" in (s.path or "")
+
+
+def _socketio_error(recording: Recording, session_id: int) -> str | None:
+    rows = recording.conn.execute(
+        "SELECT payload FROM frames WHERE session_id = ? AND direction = 's2c'"
+        " AND opcode = 'text' AND (payload LIKE '44%' OR payload LIKE '41%') ORDER BY id LIMIT 1",
+        [session_id],
+    ).fetchall()
+    return app_error(rows[0][0]) if rows else None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
