@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -214,9 +216,9 @@ async def echo_upstream() -> AsyncIterator[str]:
 async def running_proxy(
     upstream_url: str, db: Path | None, *, sinks=(), **options
 ) -> AsyncIterator[ProxyServer]:
+    options.setdefault("listen_port", 0)
     config = ProxyConfig(
         listen_host="127.0.0.1",
-        listen_port=0,
         upstream=parse_upstream(upstream_url),
         db_path=db,
         **options,
@@ -254,3 +256,39 @@ def rows(db: Path, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "rec.db"
+
+
+# -- Chromium, driven by Playwright (Debian's chromium, no browser download) ------------
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("SENTINEL_CHROMIUM") or shutil.which("chromium")
+    path = path or shutil.which("chromium-browser")
+    if path is None:
+        missing("no chromium on PATH (apt-get install chromium)")
+    return path
+
+
+def missing(reason: str) -> None:
+    if os.environ.get("SENTINEL_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser test required but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def async_playwright():
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        missing("playwright is not installed (pip install -e '.[test]')")
+    return async_playwright

@@ -9,49 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 
 import pytest
 from click.testing import CliRunner
 
 from sentinel_ws_proxy.cli import cli
 from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
-from tests.conftest import rows, running_proxy
-
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_path() -> str:
-    path = os.environ.get("SENTINEL_CHROMIUM") or shutil.which("chromium")
-    path = path or shutil.which("chromium-browser")
-    if path is None:
-        missing("no chromium on PATH (apt-get install chromium)")
-    return path
-
-
-def missing(reason: str) -> None:
-    if os.environ.get("SENTINEL_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"browser test required but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def async_playwright():
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e '.[test]')")
-    return async_playwright
-
+from tests.conftest import CHROMIUM_FLAGS, chromium_path, rows, running_proxy
 
 OPEN = "document.body.dataset.socket === 'open'"
 

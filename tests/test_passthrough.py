@@ -248,3 +248,17 @@ async def test_credentials_never_reach_the_recording_the_log_or_the_exports(upst
         ):
             assert secret not in text, (secret, where)
     assert "page=2" in everything and "chat" in everything
+
+
+async def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(upstream, db):
+    """python-engineio's polling does this; aiohttp alone would drop the connection."""
+    url, _ = upstream
+    async with running_proxy(url, db) as proxy:
+        host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET /api/big HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        writer.write_eof()  # nothing more from this side
+        answer = await within(reader.read())
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert answer.count(b"x") >= 16 * 65536 and answer.endswith(b"0\r\n\r\n")  # whole

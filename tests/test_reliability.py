@@ -301,7 +301,9 @@ async def test_a_recording_deleted_under_the_proxy_is_made_anew_and_said_loudly(
     await within(ws.recv())
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    await asyncio.sleep(1.5)  # the writer looks every second
+    deadline = time.monotonic() + 5
+    while not db.exists() and time.monotonic() < deadline:  # the writer looks twice a second
+        await asyncio.sleep(0.05)
     assert db.exists()
     await ws.send("after")
     assert await within(ws.recv()) == "after"

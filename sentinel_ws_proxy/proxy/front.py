@@ -4,7 +4,10 @@ The front protocol reads the first request head (over TCP or TLS alike). A
 WebSocket upgrade stays here and becomes a relay; any other request, and
 everything under ``/_sentinel/``, is handed with the bytes read so far to
 aiohttp's own protocol, which serves the connection from then on (HTTP
-passthrough and the proxy's endpoints).
+passthrough and the proxy's endpoints). The front stays in between for one
+thing aiohttp does differently from the servers behind it: a client that
+half-closes after its request (python-engineio's polling does) still gets
+its answer, where aiohttp would drop the connection at once.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class FrontProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self.writable = asyncio.Event()
         self.writable.set()
+        self._inner: asyncio.Protocol | None = None  # aiohttp's, once handed over
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -66,6 +70,9 @@ class FrontProtocol(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+            return
         self.buffer += data
         if self.task is not None:
             # Sent before the upgrade was answered: kept for the upstream.
@@ -90,8 +97,7 @@ class FrontProtocol(asyncio.Protocol):
     def _hand_over(self) -> None:
         self._cancel_timer()
         assert self.transport is not None
-        protocol = self._http()
-        self.transport.set_protocol(protocol)
+        self._inner = protocol = self._http()
         protocol.connection_made(self.transport)
         data, self.buffer = bytes(self.buffer), bytearray()
         protocol.data_received(data)
@@ -103,16 +109,29 @@ class FrontProtocol(asyncio.Protocol):
         self._uncount()  # from here on a relay or aiohttp counts the connection
 
     def eof_received(self) -> bool:
-        return True  # a client may half-close after its request; the answer still goes back
+        # A client may half-close after its request: the answer still goes back, then
+        # the connection closes (aiohttp's close() finishes the request in hand first).
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+        return True
 
     def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+            return
         self.writable.clear()
 
     def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+            return
         self.writable.set()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_timer()
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
         if not self.lost.done():
             self.lost.set_result(None)
 
