@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sentinel_ws_proxy.analysis.advice import ADVICE
+from sentinel_ws_proxy.decoders import decode, session_decoder
 from sentinel_ws_proxy.protocol import close_code_name
 from sentinel_ws_proxy.recording.jsonrows import encode_value, row_to_json
 from sentinel_ws_proxy.timefmt import clock, seconds, size
@@ -62,7 +63,8 @@ def session_json(row: SessionRow, verdict: Verdict) -> dict[str, Any]:
     return out
 
 
-def message_json(message: Message) -> dict[str, Any]:
+def message_json(message: Message, decoder: Any = None) -> dict[str, Any]:
+    decoded = decode(decoder, message.payload)
     return {
         "id": message.id,
         "ts": message.ts,
@@ -78,6 +80,7 @@ def message_json(message: Message) -> dict[str, Any]:
         "close_code": message.close_code,
         "close_reason": message.close_reason,
         "violation": message.violation,
+        "decoded": None if decoded is None else decoded.as_json(),
     }
 
 
@@ -168,7 +171,9 @@ def _marks(source: str | None, forwarded: bool, fault: tuple | None, violation: 
     return "".join(f"[{m}] " for m in marks)
 
 
-def _message_rows(messages: Sequence[Message], started: float, full: bool) -> list[list[Any]]:
+def _message_rows(
+    messages: Sequence[Message], started: float, full: bool, decoder: Any = None
+) -> list[list[Any]]:
     out = []
     for m in messages:
         size = f"{m.size}" + (" (cut)" if m.truncated else "")
@@ -176,7 +181,15 @@ def _message_rows(messages: Sequence[Message], started: float, full: bool) -> li
         opcode += ", deflated" if m.compressed else ""
         close = (m.close_code, m.close_reason)
         marks = _marks(m.source, m.forwarded, m.fault, m.violation)
-        text = marks + preview(m.opcode, m.payload, close, full)
+        decoded = decode(decoder, m.payload)
+        if decoded is not None and not full:
+            text = marks + decoded.summary  # what the app meant, not its framing
+        elif decoded is not None:
+            data = decoded.fields.get("data")
+            shown = json.dumps(data, indent=2, ensure_ascii=False) if data is not None else ""
+            text = f"{marks}{decoded.protocol} {decoded.kind}\n{shown}".rstrip()
+        else:
+            text = marks + preview(m.opcode, m.payload, close, full)
         out.append(
             [f"{m.ts - started:.3f}", ARROW.get(m.direction, m.direction), opcode, size, text]
         )
@@ -241,8 +254,11 @@ def show_session(
         if wire_frames:
             title, body = f"Wire frames ({len(frames)})", _frame_rows(frames, started, payloads)
         else:
+            decoder = session_decoder(row.path, row.query, [m.payload for m in messages])
             title = f"Messages ({len(messages)}, in {len(frames)} wire frames)"
-            body = _message_rows(messages, started, payloads)
+            if decoder is not None:
+                title += f", {decoder.NAME} decoded"
+            body = _message_rows(messages, started, payloads, decoder)
         table = Table(title=title, title_justify="left", show_edge=False)
         table.add_column("+time", justify="right")
         table.add_column("dir")

@@ -446,3 +446,23 @@ def test_a_closed_pipe_ends_a_read_command_quietly(recording):
     )
     assert head.stdout.splitlines() == ["x", "status=141"]  # as if SIGPIPE ended it, as cat
     assert "Traceback" not in head.stderr and "BrokenPipe" not in head.stderr
+
+
+def test_a_browser_har_with_a_failed_handshake_says_the_browser_hid_the_status(tmp_path):
+    """Chromium and Playwright write status -1 for a refused WebSocket."""
+    har = json.loads((DATA / "devtools-sample.har").read_text())
+    ws_entries = [e for e in har["log"]["entries"] if e.get("_resourceType") == "websocket"]
+    refused = ws_entries[1]
+    refused["response"]["status"] = -1
+    refused["response"]["headers"] = []
+    path = tmp_path / "playwright.har"
+    path.write_text(json.dumps({"log": {"entries": [refused]}}))
+    db = tmp_path / "r.db"
+    assert run("import", str(path), db=db).exit_code == 0
+    (session,) = rows(db, "SELECT handshake_status, closed_by, error FROM sessions")
+    assert (session["handshake_status"], session["closed_by"]) == (-1, "client")
+    report = json.loads(run("failures", "--json", db=db).output)
+    (verdict,) = report["sessions"]
+    assert verdict["category"] == "rejected"
+    assert "the browser does not say why" in verdict["explanation"]
+    assert "through the proxy keeps it" in verdict["explanation"]

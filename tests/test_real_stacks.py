@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -21,8 +22,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 import websockets
+from click.testing import CliRunner
 
 from sentinel_ws_proxy.analysis.report import Window, failure_report
+from sentinel_ws_proxy.cli import cli
 from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
 from sentinel_ws_proxy.recording.reader import Recording
 from tests.conftest import CHROMIUM_FLAGS, chromium_path, running_proxy, within
@@ -370,3 +373,10 @@ async def test_socketio_refusals_over_http_and_inside_the_messages(tmp_path):
     decoder = decoder_for(member_ws.path, "EIO=4", [])
     kinds = [d.kind for m in messages if (d := decode(decoder, m.payload)) is not None]
     assert "EVENT" in kinds and "CONNECT" in kinds
+    shown = CliRunner().invoke(cli, ["show", str(member_ws.id), "--db", str(db)]).output
+    assert "socket.io decoded" in shown and 'EVENT "echo" {"mission_id": 7}' in shown
+    lines = CliRunner().invoke(cli, ["export", "--format", "jsonl", "--db", str(db)]).output
+    decoded = [json.loads(line).get("decoded") for line in lines.splitlines()]
+    assert {"protocol": "socket.io", "kind": "CONNECT_ERROR"}.items() <= next(
+        d for d in decoded if d and d["kind"] == "CONNECT_ERROR"
+    ).items()

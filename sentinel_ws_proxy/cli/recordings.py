@@ -28,6 +28,7 @@ from sentinel_ws_proxy.cli.app import (
     window_options,
     with_options,
 )
+from sentinel_ws_proxy.decoders import session_decoder
 from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
@@ -129,7 +130,13 @@ def sessions(
 @cli.command()
 @click.argument("session_id", type=int)
 @db_option
-@click.option("--payloads", is_flag=True, help="Show whole payloads (JSON pretty-printed).")
+@click.option(
+    "--payloads",
+    "--pretty",
+    "payloads",
+    is_flag=True,
+    help="Show whole payloads, JSON pretty-printed (Socket.IO packets decoded either way).",
+)
 @click.option(
     "--frames",
     "wire_frames",
@@ -162,10 +169,11 @@ def show(
         classified = classify_recording(recording, window)
     verdict = next(v for v in classified.verdicts if v.session_id == session_id)
     if as_json:
+        decoder = session_decoder(row.path, row.query, [m.payload for m in messages])
         print_json(
             {
                 "session": session_json(row, verdict),
-                "messages": [message_json(m) for m in messages],
+                "messages": [message_json(m, decoder) for m in messages],
                 "frames": [row_to_json(f) for m in messages for f in m.frames],
             }
         )

@@ -41,6 +41,12 @@ def decode(decoder: ModuleType | None, payload: str | bytes) -> Decoded | None:
     return None if found is None else Decoded(decoder.NAME, *found)
 
 
+def session_decoder(path: str | None, query: str | None, payloads: Sequence[object]) -> Any:
+    """The decoder for a session from its path, query and first text payloads."""
+    texts = [p for p in payloads[:3] if isinstance(p, str)]
+    return decoder_for(path or "", query or "", texts)
+
+
 def app_error(text: str | bytes | None) -> str | None:
     """An application-level refusal in a server message, in the app's words, if it is one."""
     if not isinstance(text, str):

@@ -228,6 +228,11 @@ def har_events(entry: dict[str, Any], session_id: int) -> list[Event]:
             handshake_status=status,
             response_headers=tuple((h["name"], h["value"]) for h in response.get("headers", [])),
             handshake_body=body_bytes,
+            error=(
+                "handshake failed; a browser HAR does not say with which status"
+                if status in (-1, 0)
+                else None
+            ),
         )
     ]
     frames: list[Frame] = []
@@ -279,7 +284,9 @@ def _closed(session_id: int, started: float, frames: list[Frame], status: int) -
         code = reason = by = None
         clean = False
         ended = frames[-1].ts if frames else started
-        if status != 101:
+        if status in (-1, 0):
+            by = "client"  # the browser gave up and says no more (Chromium, Playwright: -1)
+        elif status != 101:
             by = "server"
     return SessionClosed(
         session_id,

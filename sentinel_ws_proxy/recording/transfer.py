@@ -17,6 +17,7 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sentinel_ws_proxy.decoders import decode, session_decoder
 from sentinel_ws_proxy.recording.jsonrows import row_from_json, row_to_json
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import (
@@ -95,9 +96,28 @@ def _chunked(recording: Recording, table: str, column: str, ids: Sequence[Any]) 
 
 
 def to_jsonl(tables: Tables) -> Iterator[str]:
+    """One row per line; frames of a session whose protocol is known carry "decoded" too
+    (an import ignores it: the row is what was recorded)."""
+    decoders = _decoders(tables)
     for table in ORDER:
         for row in tables.rows[table]:
-            yield json.dumps({"table": table, **row_to_json(row)}, ensure_ascii=False)
+            line = {"table": table, **row_to_json(row)}
+            if table == "frames" and decoders.get(row.session_id) is not None:
+                found = decode(decoders[row.session_id], row.payload)
+                if found is not None:
+                    line["decoded"] = found.as_json()
+            yield json.dumps(line, ensure_ascii=False)
+
+
+def _decoders(tables: Tables) -> dict[int, Any]:
+    first: dict[int, list[object]] = {}
+    for f in tables.rows["frames"]:
+        first.setdefault(f.session_id, [])
+        if len(first[f.session_id]) < 3 and f.direction == "s2c":
+            first[f.session_id].append(f.payload)
+    return {
+        s.id: session_decoder(s.path, s.query, first.get(s.id, [])) for s in tables.rows["sessions"]
+    }
 
 
 def from_jsonl(lines: Sequence[str], source: str) -> Tables:
