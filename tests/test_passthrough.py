@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -262,3 +263,74 @@ async def test_a_client_that_half_closes_after_its_request_still_gets_the_answer
         writer.close()
         assert answer.startswith(b"HTTP/1.1 200")
         assert answer.count(b"x") >= 16 * 65536 and answer.endswith(b"0\r\n\r\n")  # whole
+
+
+async def raw_upstream(respond) -> tuple[asyncio.Server, str]:
+    """An HTTP server that writes its answer as `respond(writer)` says: headers and body apart."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:  # the proxy keeps its upstream connections alive
+                await reader.readuntil(b"\r\n\r\n")
+                await respond(writer)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+HEAD = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+BODY = b'30\r\n"http://evil.example is not an accepted origin."\r\n0\r\n\r\n'
+
+
+def requests_that_close_before_reading(url: str, times: int) -> int:
+    """python-engineio on a 400: close the session, then read the body. How many were lost."""
+
+    async def main() -> int:
+        lost = 0
+        for _ in range(times):
+            http = aiohttp.ClientSession()
+            response = await asyncio.wait_for(http.get(url), 10)
+            await http.close()
+            try:
+                text = await asyncio.wait_for(response.text(), 10)
+            except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError):
+                lost += 1
+            else:
+                assert text == '"http://evil.example is not an accepted origin."'
+        return lost
+
+    return asyncio.run(main())
+
+
+async def test_headers_leave_with_the_body_that_follows_them(db):
+    """uvicorn writes a 400's headers and body apart, a moment from each other; a proxy
+    that sends them apart widens the moment, and python-engineio loses the body."""
+
+    async def respond(writer):
+        writer.write(HEAD)
+        await asyncio.sleep(0)
+        writer.write(BODY)
+
+    server, url = await raw_upstream(respond)
+    async with server, running_proxy(url, db) as proxy:
+        # The client on a loop of its own, as in its own process: a real race.
+        target = proxy.url + "/socket.io/?EIO=4&transport=polling"
+        lost = await within(asyncio.to_thread(requests_that_close_before_reading, target, 10), 60)
+    assert lost == 0
+
+
+async def test_headers_do_not_wait_for_a_body_that_is_long_in_coming(db):
+    async def respond(writer):
+        writer.write(HEAD)
+        await asyncio.sleep(1.0)  # a long poll, an event stream
+        writer.write(BODY)
+
+    server, url = await raw_upstream(respond)
+    async with server, running_proxy(url, db) as proxy, aiohttp.ClientSession() as http:
+        started = asyncio.get_running_loop().time()
+        async with await within(http.get(proxy.url + "/events")) as response:
+            headers_after = asyncio.get_running_loop().time() - started
+            assert response.status == 400
+            assert (await within(response.text())).endswith('origin."')
+    assert headers_after < 0.9  # the headers came before the body did

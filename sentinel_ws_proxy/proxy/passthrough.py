@@ -15,6 +15,40 @@ from sentinel_ws_proxy.proxy.upstream import Upstream, describe_client_error, wi
 
 CHUNK = 64 * 1024
 ERROR_BODY = 1024
+HEADERS_LINGER = 0.002  # seconds the headers wait for the body's first bytes
+
+
+class Relayed(web.StreamResponse):
+    """A response whose headers wait for the first bytes of the body, as web.Response's do."""
+
+    _send_headers_immediately = False
+
+
+async def relay_body(source: aiohttp.StreamReader, response: Relayed, keep: int) -> bytes:
+    """Copy the body; return its first `keep` bytes.
+
+    Headers go out with the first bytes of the body when those follow within
+    HEADERS_LINGER, and the last chunk with the end of the body, as nginx sends
+    them: a client that races its reads against its own close (python-socketio's
+    polling transport closes its session on a 400 before reading the body) sees
+    a whole response, as it does without a proxy, instead of losing the race to
+    the proxy's extra hop.
+    """
+    kept = bytearray()
+    chunk = source.read_nowait(CHUNK)  # what came with the headers
+    if not chunk and not source.at_eof():
+        try:  # the body's first bytes are usually a moment behind the headers
+            chunk = await asyncio.wait_for(source.read(CHUNK), HEADERS_LINGER)
+        except asyncio.TimeoutError:
+            await response.write(b"")  # the headers now: the body may be long in coming (SSE)
+            chunk = await source.read(CHUNK)
+    while chunk and not source.at_eof():
+        kept += chunk[: max(0, keep - len(kept))]
+        await response.write(chunk)
+        chunk = await source.read(CHUNK)
+    kept += chunk[: max(0, keep - len(kept))]
+    await response.write_eof(chunk)
+    return bytes(kept)
 
 
 async def pass_through(
@@ -47,7 +81,7 @@ async def pass_through(
             text = f"sentinel-ws proxy: {error} (--upstream-timeout)\n"
             return web.Response(status=504, text=text)
         async with answer as upstream_response:
-            response = web.StreamResponse(
+            response = Relayed(
                 status=upstream_response.status,
                 reason=upstream_response.reason,
                 headers=relayed_response_headers(
@@ -57,11 +91,7 @@ async def pass_through(
             status = upstream_response.status
             await response.prepare(request)
             keep = ERROR_BODY if status >= 400 else 0  # why a request failed is in its body
-            async for chunk in upstream_response.content.iter_chunked(CHUNK):
-                if len(body) < keep:
-                    body += chunk[: keep - len(body)]
-                await response.write(chunk)
-            await response.write_eof()
+            body = await relay_body(upstream_response.content, response, keep)
             return response
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
         error = describe_client_error(exc, upstream.base)
