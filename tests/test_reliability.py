@@ -291,6 +291,29 @@ async def test_malformed_requests_are_one_line_each_without_traceback(tmp_path, 
     assert 1 <= len(lines) <= 3, err  # a line a second, with a count of the rest
 
 
+def test_a_write_to_a_deleted_file_goes_to_the_new_one(tmp_path, monkeypatch, capfd):
+    """SQLite writes on into a deleted file; the next batch must go to a new one."""
+    from sentinel_ws_proxy.recording import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "FILE_CHECK", 3600.0)  # the idle check cannot help
+    db = tmp_path / "r.db"
+    w = writer(db)
+    w.handle(SessionOpened(1, T0, "127.0.0.1", "/ws", "", "ws://x/ws", (), 101))
+    w.handle(whole_frame(1, T0 + 1, "c2s", "text", b"before"))
+    deadline = time.monotonic() + 10
+    while w.stats.rows_written < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink()
+    w.handle(whole_frame(1, T0 + 2, "s2c", "text", b"after"))
+    started = time.monotonic()
+    stats = w.close()
+    assert time.monotonic() - started < 5  # not paused as if the disk were full
+    assert stats.dropped == 0 and stats.recreated == 1 and stats.errors == 0
+    assert [r[0] for r in rows(db, "SELECT payload FROM frames")] == ["after"]
+    assert "was deleted or replaced while recording" in capfd.readouterr().err
+
+
 async def test_a_recording_deleted_under_the_proxy_is_made_anew_and_said_loudly(
     tmp_path, echo_upstream
 ):
@@ -313,7 +336,8 @@ async def test_a_recording_deleted_under_the_proxy_is_made_anew_and_said_loudly(
     err = (await process.stderr.read()).decode()
     assert "was deleted or replaced while recording" in err
     payloads = [r[0] for r in rows(db, "SELECT payload FROM frames WHERE opcode = 'text'")]
-    assert payloads == ["after", "after"]
+    # "before" rows the writer had not committed when the file went land in the new one.
+    assert payloads[-2:] == ["after", "after"] and set(payloads) <= {"before", "after"}
     (run,) = rows(db, "SELECT ended_at FROM runs")
     assert run[0] is not None
 

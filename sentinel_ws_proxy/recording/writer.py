@@ -38,7 +38,7 @@ MAX_BATCH = 20_000
 # (and one turn at the GIL) per 2 ms instead of one per frame. Measured on a quiet
 # relay: round trip p50 236 -> 163 us, throughput unchanged; 50 ms cost throughput.
 LINGER = 0.002
-FILE_CHECK = 0.5  # how often the writer looks whether its file is still there (within 1 s)
+FILE_CHECK = 0.5  # how often an idle writer looks whether its file is still there
 # Past BACKLOG_HIGH payload bytes waiting for the disk, relays pause reading until
 # it is down to BACKLOG_LOW: memory stays bounded and no frame is dropped.
 BACKLOG_HIGH = 32 * 1024 * 1024
@@ -142,6 +142,8 @@ class RecordingWriter:
         # How the writer thread opens the file (a test passes a disk that is full).
         self._connect = connect or (lambda path: sqlite3.connect(path, timeout=30.0))
         self._in_hand = 0  # events taken off the queue and not yet committed
+        self._conn: sqlite3.Connection | None = None  # the writer thread's own
+        self._file: tuple[int, int] | None = None  # which file that is (device, inode)
 
     def open(self) -> None:
         """Check the file, start a run row, and start the writer thread.
@@ -279,25 +281,33 @@ class RecordingWriter:
             )
 
     def _run(self) -> None:
-        conn = self._open_connection()
-        file = _identity(self.path)
+        self._conn = self._open_connection()
+        self._file = _identity(self.path)
         checked = time.monotonic()
         try:
             stopping = False
             while not stopping:
                 batch, stopping = self._next_batch()
-                if time.monotonic() - checked >= FILE_CHECK:
+                # SQLite writes on into a deleted file without a word, and its rows
+                # go with it: look before every batch (a stat, ~2 us), and when idle.
+                if batch or time.monotonic() - checked >= FILE_CHECK:
                     checked = time.monotonic()
-                    if _identity(self.path) != file:
-                        conn = self._recreate(conn)
-                        file = _identity(self.path)
+                    self._file_moved()
                 if batch:
                     self._in_hand = len(batch)
-                    self._write(conn, batch)
+                    self._write(batch)
                     self._in_hand = 0
-            self._write_run_end(conn)
+            self._write_run_end(self._conn)
         finally:
-            conn.close()
+            self._conn.close()
+
+    def _file_moved(self) -> bool:
+        """Start a new file when ours was deleted or replaced; whether it was."""
+        if _identity(self.path) == self._file:
+            return False
+        self._conn = self._recreate(self._conn)
+        self._file = _identity(self.path)
+        return True
 
     def _open_connection(self) -> sqlite3.Connection:
         conn = self._connect(self.path)
@@ -378,9 +388,9 @@ class RecordingWriter:
             ("faults", "run_id"): lambda e: self.run_id,
         }
 
-    def _write(self, conn: sqlite3.Connection, batch: list[Event]) -> None:
+    def _write(self, batch: list[Event]) -> None:
         rows = self._rows(batch)
-        written = self._insert(conn, rows)
+        written = self._insert(rows)
         # Written or given up on (and counted lost): either way off the backlog, so
         # relays paused behind it go on.
         self._written_bytes += sum(e.size for e in batch if type(e) is Frame)
@@ -392,21 +402,25 @@ class RecordingWriter:
         self.stats.last_commit = now
         self.stats.note_lags(now, batch)
 
-    def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Statement, list]]) -> int | None:
+    def _insert(self, rows: list[tuple[Statement, list]]) -> int | None:
         """Commit the rows; the count written, or None when the disk was given up on.
 
         A value SQLite cannot take (text with undecodable bytes from a header or
         a reason phrase) costs its row a repair, never the batch. A disk that
         refuses writes (full, I/O error, locked) pauses recording: the batch is
         retried until the disk takes it, while the relays wait behind the
-        backlog, so nothing the proxy still holds is lost.
+        backlog, so nothing the proxy still holds is lost. A refusal from a file
+        deleted or replaced under us (SQLite may call it "attempt to write a
+        readonly database") sends the batch to a new file at once.
         """
         started = None
         while True:
             try:
-                with conn:
-                    return self._execute(conn, rows)
+                with self._conn:
+                    return self._execute(self._conn, rows)
             except sqlite3.OperationalError as exc:
+                if self._file_moved():
+                    continue
                 started = started or time.monotonic()
                 if not self._disk_trouble(exc, started, sum(len(p) for _, p in rows)):
                     return None
