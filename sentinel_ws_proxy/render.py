@@ -456,7 +456,8 @@ def _pretty(text: str) -> str:
 
 
 def test_report(console: Console, result: TestResult, *, verbose: bool, shown: int = 5) -> None:
-    console.print(Text(f"Connecting to {result.url}"))
+    sent = f"Origin {result.origin}" if result.origin else "no Origin"
+    console.print(Text(f"Connecting to {result.url} ({sent})"))
     if result.open_ms is None:
         console.print(Text(f"✗ {result.error}", style="bold red"))
         if result.error_kind == "rejected":
@@ -531,7 +532,12 @@ def retest_report(console: Console, result: RetestResult) -> None:
 
 HEALTH_STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red", "skipped": "dim"}
 VERDICT_STYLE = {"OK": "bold green", "WARNING": "bold yellow", "CRITICAL": "bold red"}
-FIX_STYLE = {"FIXED": "green", "ATTEMPTED": "yellow", "MANUAL ACTION REQUIRED": "bold red"}
+FIX_STYLE = {
+    "FIXED": "green",
+    "PASSED ON RETRY": "yellow",
+    "ATTEMPTED": "yellow",
+    "MANUAL ACTION REQUIRED": "bold red",
+}
 
 
 def health_report(console: Console, report: HealthReport, *, full: bool) -> None:

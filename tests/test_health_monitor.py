@@ -101,6 +101,56 @@ async def test_moved_path_is_found_by_fix():
     assert "MANUAL ACTION REQUIRED" in out and "/ws answers 101" in out
 
 
+async def test_status_and_missions_accept_objects_and_say_what_they_looked_for():
+    backend = DemoBackend(Behaviour())
+    answers = {"status": {"status": "error"}, "missions": {"missions": [{"id": 1}, {"id": 2}]}}
+
+    async def status(request):
+        return web.json_response(answers["status"])
+
+    async def missions(request):
+        return web.json_response(answers["missions"])
+
+    app = web.Application()
+    app.router.add_get("/api/system/status", status)
+    app.router.add_get("/api/system/diagnostics/websockets", backend.diagnostics)
+    app.router.add_get("/api/missions", missions)
+    app.router.add_get("/ws/mission-updates", backend.websocket)
+    async with serve_app(app) as url:
+        port = url.rsplit(":", 1)[1]
+        code, out = await run("health", "--host", "127.0.0.1", "--port", port, "--json")
+        checks = {c["name"]: c for c in json.loads(out)["checks"]}
+        assert checks["missions"]["status"] == "ok" and checks["missions"]["detail"] == "2 missions"
+        assert checks["server"]["status"] == "warning" and "status 'error'" in out
+        assert code == 1
+        answers.update(status={"uptime": 3}, missions={"count": 2})
+        code, out = await run("health", "--host", "127.0.0.1", "--port", port, "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert checks["server"]["status"] == "ok" and "no JSON object with a status field" in out
+    assert checks["missions"]["status"] == "warning"
+    assert "looked for a JSON list, or an object with a missions" in checks["missions"]["detail"]
+
+
+async def test_websocket_check_sends_the_servers_own_origin():
+    behaviour = Behaviour(allowed_origins=())
+    async with server(behaviour) as (port, backend):
+        seen = []
+        original = backend.origin_allowed
+
+        def strict(origin):  # a validator that wants an Origin, as Django Channels' does
+            seen.append(origin)
+            return bool(origin) and original(origin)
+
+        backend.origin_allowed = strict
+        code, out = await run("health", "--host", "127.0.0.1", "--port", port)
+        assert code == 0, out
+        assert seen == [f"http://127.0.0.1:{port}"]
+        code, out = await run("health", "--host", "127.0.0.1", "--port", port, "--no-origin")
+        assert code == 2 and "handshake refused with 403" in out
+        code, out = await run("health", "--port", port, "--origin", "localhost:3000", "--no-origin")
+    assert code == 2 and "--origin and --no-origin exclude each other" in out
+
+
 async def test_server_down_names_a_start_script(tmp_path):
     (tmp_path / "start.sh").write_text("#!/bin/sh\n")
     with socket.socket() as s:

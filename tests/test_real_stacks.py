@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -45,21 +46,35 @@ def wait_listening(port: int, process: subprocess.Popen, timeout: float = 30.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited: {process.stdout.read()}")  # type: ignore[union-attr]
+            raise RuntimeError(f"the server exited: {output_of(process)}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listening on {port}")
 
 
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A server whose output goes to a file: a pipe nobody reads blocks it once full."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by stop())
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+    )
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def output_of(process: subprocess.Popen) -> str:
+    process.log.seek(0)  # type: ignore[attr-defined]
+    return process.log.read()  # type: ignore[attr-defined]
+
+
 def start_daphne(port: int) -> subprocess.Popen:
     """The Channels app, pinging clients every second and dropping them after 2 s of silence."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.stacks.channels_app.settings"}
-    process = subprocess.Popen(
+    process = spawn(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
          "--ping-interval", "1", "--ping-timeout", "2",
-         "tests.stacks.channels_app.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "tests.stacks.channels_app.asgi:application"], env,
     )  # fmt: skip
     wait_listening(port, process)
     return process
@@ -73,6 +88,7 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+    process.log.close()  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -265,6 +281,52 @@ async def test_refused_origin_anonymous_user_and_a_path_without_its_slash(tmp_pa
     assert all(s.closed_by == "server" for s in sessions[3:])  # the upstream refused them
 
 
+async def sentinel_ws(*args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sentinel_ws_proxy", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+    out, _ = await within(process.communicate(), 60)
+    return process.returncode, out.decode()
+
+
+async def test_live_tools_pass_the_origin_validator_and_fix_finds_what_works():
+    """test/health/monitor against Channels' AllowedHostsOriginValidator, with no --origin."""
+    with daphne() as (port, _):
+        where = ("--host", "127.0.0.1", "--port", str(port))
+        code, out = await sentinel_ws("test", *where, "--path", "ws/mission-updates/",
+                                      "--timeout", "0.5", "--json")  # fmt: skip
+        result = json.loads(out)
+        assert code == 0 and result["status"] == 101, out
+        assert result["origin"] == f"http://127.0.0.1:{port}"
+
+        code, out = await sentinel_ws(
+            "test", *where, "--path", "ws/mission-updates/", "--no-origin"
+        )
+        assert code == 1 and "handshake refused with 403" in out and "refused this client" in out
+
+        code, out = await sentinel_ws("health", *where, "--fix", "--json")  # the path, no slash
+        assert code == 2
+        report = json.loads(out)
+        assert (
+            "refused with 500" in report["reason"] and "no route for the path" in report["reason"]
+        )
+        fix = report["fixes"][0]["detail"]
+        assert "/ws/mission-updates/ answers 101 where /ws/mission-updates answered 500" in fix
+        assert "the route wants the trailing slash" in fix and "refuses no Origin (403)" in fix
+
+        code, out = await sentinel_ws("health", *where, "--path", "ws/private/", "--fix", "--json")
+        fix = json.loads(out)["fixes"][0]["detail"]
+        assert "/ws/private/ refused (403) with every Origin tried" in fix
+        assert "logged-in user" in fix and "Cookie" in fix
+
+        code, out = await sentinel_ws(
+            "monitor", *where, "--path", "ws/mission-updates/", "--once", "--interval", "0.2"
+        )
+        assert code == 0 and "connected  ws://" in out and "connection_established" in out
+        assert "no /api/system/status: 404" in out
+
+
 # -- a service restart (1012) -----------------------------------------------------------
 
 
@@ -308,10 +370,9 @@ async def test_a_1012_restart_is_a_server_restart_with_its_recovery(tmp_path):
 def socketio_server(allowed: str) -> Iterator[int]:
     port = free_port()
     env = {**os.environ, "SIO_ALLOWED_ORIGINS": allowed}
-    process = subprocess.Popen(
+    process = spawn(
         [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "tests.stacks.socketio_app.app:app"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--log-level", "warning", "tests.stacks.socketio_app.app:app"], env,
     )  # fmt: skip
     try:
         wait_listening(port, process)

@@ -167,3 +167,19 @@ async def test_resend_needs_an_accepted_session(demo, tmp_path):
     assert code == 1 and "was refused (403)" in out
     code, out = await run("--db", str(db), "--session", "7")
     assert code == 2 and "no session 7" in out
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("ws://localhost:8001/ws/mission-updates", "http://localhost:8001"),
+        ("wss://app.example/socket", "https://app.example"),
+        ("wss://app.example:443/socket", "https://app.example"),
+        ("ws://app.example:80/", "http://app.example"),
+        ("ws://[::1]:9000/ws", "http://[::1]:9000"),
+    ],
+)
+def test_own_origin_is_what_the_servers_own_page_would_send(url, origin):
+    from sentinel_ws_proxy.diagnostics.test_client import own_origin
+
+    assert own_origin(url) == origin

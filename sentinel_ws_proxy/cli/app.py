@@ -122,6 +122,20 @@ target_options = [
     click.option("--path", default="ws/mission-updates", show_default=True),
 ]
 
+origin_options = [
+    click.option(
+        "--origin",
+        metavar="URL",
+        help="Send this Origin (your frontend's, e.g. http://localhost:3000). "
+        "Default: the target's own origin, as its own page in a browser would send.",
+    ),
+    click.option(
+        "--no-origin",
+        is_flag=True,
+        help="Send no Origin header (as a non-browser client does).",
+    ),
+]
+
 
 def with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     def decorate(f: F) -> F:

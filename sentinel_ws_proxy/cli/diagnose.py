@@ -16,6 +16,7 @@ from sentinel_ws_proxy.cli.app import (
     json_option,
     make_window,
     open_recording,
+    origin_options,
     print_json,
     since_option,
     target_options,
@@ -29,7 +30,7 @@ from sentinel_ws_proxy.render import health_report
 @with_options(target_options)
 @click.option("--full", is_flag=True, help="Add the diagnostics detail (every connection).")
 @click.option("--fix", is_flag=True, help="Try safe repairs, check again, report each problem.")
-@click.option("--origin", help="Probe with this Origin (your frontend's), as a browser would.")
+@with_options(origin_options)
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.01))
 @click.option(
     "--db",
@@ -53,6 +54,7 @@ def health(
     full: bool,
     fix: bool,
     origin: str | None,
+    no_origin: bool,
     timeout: float,
     db: Path | None,
     since: str | None,
@@ -65,9 +67,15 @@ def health(
 
     Live (the Sentinel check_websocket_health.py, same defaults): the HTTP
     server's status endpoint, the diagnostics endpoint, a WebSocket connection
-    with a health_check probe, and the missions API. --fix tries other
-    Origins on a 403, other paths on a 404, and the server's WebSocket restart
-    endpoint when the socket fails, then checks again. It never changes files.
+    with a health_check probe (sending the server's own Origin unless
+    --origin/--no-origin say otherwise), and the missions API.
+
+    --fix, when the handshake is refused (401, 403, 404, 5xx), probes every
+    combination of Origin (none, the server's own, common dev servers' and
+    --origin) and path (as given, with and without a trailing slash, common
+    paths) and reports which one the server accepts; when the socket connects
+    but stays silent, it calls the server's WebSocket restart endpoint. Then
+    it checks again. It never changes files.
 
     With --db: the same verdict from a recording: handshake failure rate,
     abnormal close rate, disconnects that never reconnected, reconnect p95 and
@@ -91,7 +99,12 @@ def health(
             classified = classify_recording(recording, window)
         report = recording_health(classified, str(db), limits)
     else:
-        report = asyncio.run(run_health(Target(host, port, path, origin, timeout), fix=fix))
+        try:
+            target = Target.choose(host, port, path, origin, no_origin, timeout)
+        except ValueError as exc:
+            fail(str(exc))
+            return
+        report = asyncio.run(run_health(target, fix=fix))
     if as_json:
         print_json(report.as_json())
     else:
@@ -126,6 +139,7 @@ def health(
 )
 @since_option
 @click.option("--once", is_flag=True, help="Print one plain-text snapshot and exit.")
+@with_options(origin_options)
 @with_options(window_options)
 def monitor(
     host: str,
@@ -138,6 +152,8 @@ def monitor(
     speed: float,
     since: str | None,
     once: bool,
+    origin: str | None,
+    no_origin: bool,
     reconnect_window: float,
     idle_timeout: float,
 ) -> None:
@@ -146,7 +162,8 @@ def monitor(
     \b
     Live (the Sentinel monitor_websockets.py, same defaults): polls the status,
     diagnostics and missions endpoints and holds its own WebSocket, showing
-    recent events and errors; it reconnects by itself with backoff.
+    recent events and errors; it reconnects by itself with backoff. Its
+    socket sends the server's own Origin (or --origin, or none with --no-origin).
     --db PATH --follow: open connections, closes with their verdicts, and
     message rates, while the proxy writes the recording.
     --db PATH --replay [--speed 60]: the same dashboard, played back.
@@ -159,7 +176,12 @@ def monitor(
     if db is None:
         if follow or replay_:
             fail("--follow and --replay read a recording: give --db PATH")
-        job = monitor_live(Target(host, port, path), interval, out, once=once)
+        try:
+            target = Target.choose(host, port, path, origin, no_origin)
+        except ValueError as exc:
+            fail(str(exc))
+            return
+        job = monitor_live(target, interval, out, once=once)
     else:
         if follow == replay_:
             fail("with --db, choose --follow (while the proxy records) or --replay")

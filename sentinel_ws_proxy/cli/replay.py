@@ -15,6 +15,7 @@ from sentinel_ws_proxy.cli.app import (
     fail,
     json_option,
     open_recording,
+    origin_options,
     print_json,
     target_options,
     with_options,
@@ -137,7 +138,7 @@ def replay(
 @cli.command("test")
 @click.argument("url", required=False)
 @with_options(target_options)
-@click.option("--origin", help="Send this Origin header.")
+@with_options(origin_options)
 @click.option(
     "--header", "headers", multiple=True, metavar="NAME:VALUE", help="Extra header (repeatable)."
 )
@@ -193,6 +194,7 @@ def test_command(
     port: int,
     path: str,
     origin: str | None,
+    no_origin: bool,
     headers: tuple[str, ...],
     subprotocols: tuple[str, ...],
     send: tuple[str, ...],
@@ -209,8 +211,11 @@ def test_command(
 
     Live (the Sentinel test_websocket.py, same defaults): connects to URL or
     ws://HOST:PORT/PATH, reports the handshake, the messages received within
-    --timeout, what was sent, and the close. Exit 0 when the connection
-    opened and closed cleanly, 1 when it failed, 2 for usage errors.
+    --timeout, what was sent, and the close. It sends the target's own
+    Origin, as a page served by that server would, so servers that check
+    Origin answer as they would to their app (--origin, --no-origin change
+    that). Exit 0 when the connection opened and closed cleanly, 1 when it
+    failed, 2 for usage errors.
 
     With --db and --session: re-sends that session's client frames to the
     recorded path on URL's host (or to the recorded upstream) and compares
@@ -220,6 +225,7 @@ def test_command(
     from sentinel_ws_proxy.diagnostics.test_client import (
         UsageError,
         build_url,
+        choose_origin,
         parse_headers,
         run_test,
     )
@@ -239,7 +245,7 @@ def test_command(
         live = asyncio.run(
             run_test(
                 target,
-                origin=origin,
+                origin=choose_origin(target, origin, no_origin),
                 headers=extra,
                 subprotocols=list(subprotocols),
                 send=list(send),

@@ -21,7 +21,14 @@ import aiohttp
 import websockets
 
 from sentinel_ws_proxy.analysis.recovery import summary
-from sentinel_ws_proxy.diagnostics.test_client import USER_AGENT, describe_failure
+from sentinel_ws_proxy.diagnostics.test_client import (
+    SAID,
+    USER_AGENT,
+    choose_origin,
+    describe_failure,
+    own_origin,
+    refusal,
+)
 from sentinel_ws_proxy.proxy.config import format_hostport
 
 STATUS_PATH = "/api/system/status"
@@ -29,6 +36,13 @@ DIAGNOSTICS_PATH = "/api/system/diagnostics/websockets"
 MISSIONS_PATH = "/api/missions"
 RESTART_PATH = "/api/system/websockets/restart"
 COMMON_WS_PATHS = ("ws/mission-updates", "ws", "websocket", "ws/updates", "ws/events", "socket")
+# Where frontends are usually served from in development (React/Next, Vite, Vue CLI, Angular).
+DEV_ORIGINS = (
+    "http://localhost:3000", "http://localhost:5173", "http://localhost:8080",
+    "http://localhost:4200", "http://127.0.0.1:3000", "http://127.0.0.1:5173",
+)  # fmt: skip
+NOT_REACHABLE = "not reachable"
+UNHEALTHY = frozenset({"error", "down", "unhealthy", "fail", "failed", "failing", "critical"})
 START_SCRIPTS = (
     "start.sh", "start_server.sh", "run.sh", "run_server.sh", "start.bat", "run.bat",
     "start.ps1", "run_server.py", "manage.py", "main.py", "app.py", "server.py",
@@ -61,6 +75,7 @@ class HealthReport:
     diagnostics: dict[str, Any] | None = None
     fixes: list[Fix] = field(default_factory=list)
     metrics: dict[str, Any] | None = None  # from a recording
+    reachable: bool = True  # the HTTP server answered at all
 
     @property
     def verdict(self) -> str:
@@ -97,8 +112,23 @@ class Target:
     host: str = "localhost"
     port: int = 8001
     path: str = "ws/mission-updates"
-    origin: str | None = None
+    origin: str | None = None  # the Origin header the probes send; None: none
     timeout: float = 5.0
+
+    @classmethod
+    def choose(
+        cls,
+        host: str,
+        port: int,
+        path: str,
+        origin: str | None,
+        no_origin: bool,
+        timeout: float = 5.0,
+    ) -> Target:
+        """A target whose probes send --origin, none (--no-origin), or its own origin."""
+        target = cls(host, port, path, None, timeout)
+        target.origin = choose_origin(target.ws(), origin, no_origin)
+        return target
 
     @property
     def http(self) -> str:
@@ -125,7 +155,9 @@ def _is_greeting(message: str | bytes) -> bool:
     return isinstance(event, dict) and event.get("event_type") == "connection_established"
 
 
-async def probe_websocket(url: str, origin: str | None, timeout: float) -> WsOutcome:
+async def probe_websocket(
+    url: str, origin: str | None, timeout: float, *, handshake_only: bool = False
+) -> WsOutcome:
     """Open, send a health_check probe, wait for any message, close."""
     started = time.perf_counter()
     try:
@@ -136,11 +168,18 @@ async def probe_websocket(url: str, origin: str | None, timeout: float) -> WsOut
             user_agent_header=USER_AGENT,  # type: ignore[arg-type]
         )
     except websockets.InvalidStatus as exc:
-        code = exc.response.status_code
-        return WsOutcome(False, code, f"handshake refused with {code} {exc.response.reason_phrase}")
+        response = exc.response
+        return WsOutcome(
+            False,
+            response.status_code,
+            refusal(response.status_code, response.reason_phrase, response.body),
+        )
     except Exception as exc:
         return WsOutcome(False, None, describe_failure(exc, url, timeout)[1])
     ms = (time.perf_counter() - started) * 1000
+    if handshake_only:
+        await ws.close()
+        return WsOutcome(True, 101, f"accepted in {ms:.0f} ms", ms)
     try:
         await ws.send(json.dumps({"type": "health_check", "timestamp": time.time()}))
         # A greeting comes whatever state the server is in; an answer to the
@@ -177,14 +216,8 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int | None, Any, 
 
 async def check(target: Target, http: aiohttp.ClientSession) -> tuple[HealthReport, WsOutcome]:
     report = HealthReport(target.http)
-    status, body, ms, error = await _get(http, target.http + STATUS_PATH)
-    if status is None:
-        report.checks.append(Check("server", "critical", f"not reachable: {error}", ms))
-    elif status >= 400:
-        report.checks.append(Check("server", "critical", f"{STATUS_PATH} answered {status}", ms))
-    else:
-        state = body.get("status", "up") if isinstance(body, dict) else "up"
-        report.checks.append(Check("server", "ok", f"{STATUS_PATH} {status}, {state}", ms))
+    report.checks.append(await _check_status(target, http))
+    report.reachable = not report.checks[0].detail.startswith(NOT_REACHABLE)
 
     status, body, ms, error = await _get(http, target.http + DIAGNOSTICS_PATH)
     if status == 200 and isinstance(body, dict):
@@ -197,20 +230,58 @@ async def check(target: Target, http: aiohttp.ClientSession) -> tuple[HealthRepo
 
     ws = await probe_websocket(target.ws(), target.origin, target.timeout)
     level = "ok" if ws.answered else ("warning" if ws.ok else "critical")
+    sent = f"Origin {target.origin}" if target.origin else "no Origin"
     report.checks.append(
-        Check("websocket", level, f"/{target.path.lstrip('/')}: {ws.detail}", ws.ms)
+        Check("websocket", level, f"/{target.path.lstrip('/')} ({sent}): {ws.detail}", ws.ms)
+    )
+    report.checks.append(await _check_missions(target, http))
+    return report, ws
+
+
+async def _check_status(target: Target, http: aiohttp.ClientSession) -> Check:
+    status, body, ms, error = await _get(http, target.http + STATUS_PATH)
+    if status is None:
+        return Check("server", "critical", f"{NOT_REACHABLE}: {error}", ms)
+    if status in (404, 405):  # an app without the Sentinel endpoints: up all the same
+        return Check("server", "warning", f"up, but {STATUS_PATH} answered {status}", ms)
+    if status >= 400:
+        return Check("server", "critical", f"{STATUS_PATH} answered {status}", ms)
+    if isinstance(body, dict) and "status" in body:
+        state = str(body["status"])
+        level = "warning" if state.lower() in UNHEALTHY else "ok"
+        return Check("server", level, f"{STATUS_PATH} {status}, status {state!r}", ms)
+    return Check(
+        "server", "ok", f"{STATUS_PATH} {status} (up; no JSON object with a status field)", ms
     )
 
+
+def count_listed(body: Any, key: str) -> int | None:
+    """Items in a JSON list, or in a list under `key` (or items/results/data) of an object."""
+    if isinstance(body, list):
+        return len(body)
+    if isinstance(body, dict):
+        for name in (key, "items", "results", "data"):
+            if isinstance(body.get(name), list):
+                return len(body[name])
+    return None
+
+
+async def _check_missions(target: Target, http: aiohttp.ClientSession) -> Check:
     status, body, ms, error = await _get(http, target.http + MISSIONS_PATH)
-    if status == 200 and isinstance(body, list):
-        report.checks.append(Check("missions", "ok", f"{len(body)} missions", ms))
-    elif status == 404:
-        report.checks.append(Check("missions", "skipped", "no missions API", ms))
-    else:
-        report.checks.append(
-            Check("missions", "warning", f"{MISSIONS_PATH} {error or f'answered {status}'}", ms)
+    if status == 404:
+        return Check("missions", "skipped", "no missions API", ms)
+    if status != 200:
+        return Check("missions", "warning", f"{MISSIONS_PATH} {error or f'answered {status}'}", ms)
+    count = count_listed(body, "missions")
+    if count is None:
+        return Check(
+            "missions",
+            "warning",
+            f"{MISSIONS_PATH} answered 200 without a list of missions (looked for a JSON "
+            "list, or an object with a missions, items, results or data list)",
+            ms,
         )
-    return report, ws
+    return Check("missions", "ok", f"{count} missions", ms)
 
 
 async def run_health(target: Target, *, fix: bool = False) -> HealthReport:
@@ -229,18 +300,15 @@ async def _repair(
     target: Target, http: aiohttp.ClientSession, report: HealthReport, ws: WsOutcome
 ) -> list[Fix]:
     fixes: list[Fix] = []
-    server_up = report.checks[0].status == "ok"
-    if not server_up:
+    if not report.reachable:
         scripts = [name for name in START_SCRIPTS if Path(name).exists()]
         hint = f"; found {', '.join(scripts)} here" if scripts else ""
         fixes.append(
             Fix("server down", "MANUAL ACTION REQUIRED", f"start the server on {target.http}{hint}")
         )
         return fixes
-    if ws.status in (401, 403):
-        fixes.append(await _try_origins(target))
-    elif ws.status == 404:
-        fixes.append(await _try_paths(target))
+    if ws.status is not None and ws.status != 101:
+        fixes.append(await search_handshake(target, ws))
     elif not ws.answered:
         fixes.append(await _try_restart(target, http, ws))
     diagnostics = report.checks[1]
@@ -249,47 +317,138 @@ async def _repair(
     return fixes
 
 
-async def _try_origins(target: Target) -> Fix:
-    candidates = {"no Origin": None, f"Origin {target.http}": target.http}
-    if target.origin:
-        candidates[f"Origin {target.origin}"] = target.origin
-    accepted, refused = [], []
-    for label, origin in candidates.items():
-        outcome = await probe_websocket(target.ws(), origin, target.timeout)
-        (accepted if outcome.ok else refused).append(label)
-    if accepted and refused:
-        detail = (
-            f"the server accepts {', '.join(accepted)} but refuses {', '.join(refused)}: "
-            "a CORS/Origin check; add the frontend's origin to the server's allowed origins"
-        )
-    elif accepted:
-        detail = f"accepted now with {', '.join(accepted)}"
-    else:
-        detail = (
-            "refused with every Origin tried: likely authentication (a missing cookie or "
-            "token) or a path the server protects"
-        )
-    outcome = "FIXED" if accepted and not refused else "MANUAL ACTION REQUIRED"
-    return Fix("handshake refused", outcome, detail)
+def origin_candidates(target: Target) -> dict[str, str | None]:
+    """label: Origin, the one the check used first."""
+    own = own_origin(target.ws())
+    ordered = [target.origin, None, own, *DEV_ORIGINS]
+    return {(f"Origin {o}" if o else "no Origin"): o for o in dict.fromkeys(ordered)}
 
 
 def path_variants(path: str) -> list[str]:
-    bare = path.strip("/")
-    variants = [bare, bare + "/", *COMMON_WS_PATHS]
-    return list(dict.fromkeys(v for v in variants if v))
+    """The path as given, with and without its trailing slash, then the common paths."""
+    given = path.lstrip("/")
+    toggled = given.rstrip("/") if given.endswith("/") else given + "/"
+    variants = [given, toggled, *COMMON_WS_PATHS, *(p + "/" for p in COMMON_WS_PATHS)]
+    return list(dict.fromkeys(v for v in variants if v.strip("/")))
 
 
-async def _try_paths(target: Target) -> Fix:
-    for candidate in path_variants(target.path):
-        outcome = await probe_websocket(target.ws(candidate), target.origin, target.timeout)
-        if outcome.ok:
-            return Fix(
-                "WebSocket path not found",
-                "MANUAL ACTION REQUIRED",
-                f"/{candidate} answers 101: point the frontend (or --path) at it",
+Tried = list[tuple[str, str, WsOutcome]]  # (path, origin label, outcome)
+
+
+async def search_handshake(target: Target, first: WsOutcome) -> Fix:
+    """Probe Origins x paths until one is accepted; say what that reveals."""
+    origins = origin_candidates(target)
+    tried: Tried = []
+    for path in path_variants(target.path):
+        outcomes = await asyncio.gather(
+            *(
+                probe_websocket(target.ws(path), origin, target.timeout, handshake_only=True)
+                for origin in origins.values()
             )
-    tried = ", ".join("/" + p for p in path_variants(target.path))
-    return Fix("WebSocket path not found", "MANUAL ACTION REQUIRED", f"none answered 101 ({tried})")
+        )
+        tried += [(path, label, outcome) for label, outcome in zip(origins, outcomes, strict=True)]
+        if any(outcome.ok for outcome in outcomes):
+            return _found(target, first, path, tried)
+        if all(outcome.status is None for outcome in outcomes):
+            break  # no HTTP answer at all: more paths will not tell more
+    return _not_found(target, first, tried)
+
+
+def _found(target: Target, first: WsOutcome, path: str, tried: Tried) -> Fix:
+    here = [(label, outcome) for p, label, outcome in tried if p == path]
+    accepted = [label for label, outcome in here if outcome.ok]
+    more = len(accepted) - 3
+    shown = ", ".join(accepted[:3]) + (f" and {more} more" if more > 0 else "")
+    refused = [f"{label} ({o.status or 'no answer'})" for label, o in here if not o.ok]
+    given = target.path.lstrip("/")
+    configured = "Origin " + target.origin if target.origin else "no Origin"
+    problem = f"handshake refused with {first.status}"
+    if path == given and configured in accepted:
+        return Fix(problem, "PASSED ON RETRY", f"/{path} with {configured} is accepted now")
+    at_given = {o.status for p, _, o in tried if p == given}
+    if path.rstrip("/") != given.rstrip("/") and at_given <= {401, 403}:
+        return Fix(problem, "MANUAL ACTION REQUIRED", _route_refuses(given, at_given, path, first))
+    findings = []
+    if path != given:
+        findings.append(
+            f"/{path} answers 101 where /{given} answered {first.status}"
+            + (
+                _slash_note(given, path) + f"; point the frontend (or --path) at /{path}"
+                if path.rstrip("/") == given.rstrip("/")
+                else "; if that is your app's socket, point the frontend (or --path) at it"
+            )
+        )
+    if refused:
+        findings.append(
+            f"the server checks Origin: it accepts {shown} and refuses "
+            f"{', '.join(refused)}"
+            + (
+                f"; {configured} is refused: add your frontend's origin to the server's "
+                "allowed origins (CORS/Origin check)"
+                if configured not in accepted
+                else ""
+            )
+        )
+    if not findings:
+        findings.append(f"/{path} accepts {shown}")
+    return Fix(problem, "MANUAL ACTION REQUIRED", "; ".join(findings))
+
+
+def _route_refuses(given: str, statuses: set[int | None], other: str, first: WsOutcome) -> str:
+    codes = "/".join(str(s) for s in sorted(s for s in statuses if s))
+    detail = (
+        f"/{given} refused ({codes}) with every Origin tried, while /{other} accepts: the "
+        "server is up and guards this route, probably for a logged-in user; send what the "
+        "app sends (e.g. sentinel-ws test --header 'Cookie: sessionid=...')"
+    )
+    return _quoting(detail, first)
+
+
+def _quoting(detail: str, first: WsOutcome) -> str:
+    """The detail, with what the server said when it first refused."""
+    said = first.detail.partition(SAID)[2]
+    return f"{detail}{SAID}{said}" if said else detail
+
+
+def _slash_note(given: str, found: str) -> str:
+    return (
+        ": the route wants the trailing slash"
+        if found.endswith("/")
+        else ": the route has no trailing slash"
+    )
+
+
+def _not_found(target: Target, first: WsOutcome, tried: Tried) -> Fix:
+    problem = f"handshake refused with {first.status}"
+    statuses = {outcome.status for _, _, outcome in tried}
+    paths = len({p for p, _, _ in tried})
+    combos = f"{len(tried)} combinations of Origin and path ({paths} paths)"
+    if statuses <= {401, 403}:
+        detail = (
+            f"refused ({'/'.join(str(s) for s in sorted(statuses))}) with all {combos}, "
+            "even with no Origin: not an Origin check; the server wants credentials "
+            "(log in first: a session cookie, or a token in the URL or a header, e.g. "
+            "sentinel-ws test --header 'Cookie: sessionid=...')"
+        )
+    elif statuses == {404}:
+        detail = f"404 for all {combos}: find the WebSocket route in the server's routing"
+    elif None in statuses and len(statuses) == 1:
+        detail = f"no HTTP answer to any of {combos}: {tried[0][2].detail}"
+    else:
+        seen = ", ".join(
+            f"{outcome.status or 'no answer'} for /{p} with {label}"
+            for p, label, outcome in _firsts(tried)
+        )
+        detail = f"nothing accepted among {combos}; answers: {seen}"
+    return Fix(problem, "MANUAL ACTION REQUIRED", _quoting(detail, first))
+
+
+def _firsts(tried: Tried) -> Tried:
+    """One example per distinct status, in the order met."""
+    seen: dict[int | None, tuple[str, str, WsOutcome]] = {}
+    for entry in tried:
+        seen.setdefault(entry[2].status, entry)
+    return list(seen.values())
 
 
 async def _try_restart(target: Target, http: aiohttp.ClientSession, ws: WsOutcome) -> Fix:

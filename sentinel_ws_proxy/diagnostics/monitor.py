@@ -39,6 +39,7 @@ from sentinel_ws_proxy.diagnostics.health import (
     MISSIONS_PATH,
     STATUS_PATH,
     Target,
+    count_listed,
 )
 from sentinel_ws_proxy.diagnostics.test_client import USER_AGENT, describe_failure
 from sentinel_ws_proxy.protocol import close_code_name
@@ -61,6 +62,7 @@ def hhmmss(ts: float | None) -> str:
 class LiveState:
     target: str
     ws_url: str
+    origin: str | None = None
     server: str = "checking…"
     missions: int | None = None
     websocket: str = "connecting…"
@@ -90,7 +92,7 @@ class LiveMonitor:
     def __init__(self, target: Target, interval: float):
         self.target = target
         self.interval = interval
-        self.state = LiveState(target.http, target.ws())
+        self.state = LiveState(target.http, target.ws(), target.origin)
         self.changed = asyncio.Event()
         self._ws = None
         self._reconnect_now = asyncio.Event()
@@ -105,6 +107,8 @@ class LiveMonitor:
             async with http.get(self.target.http + STATUS_PATH) as r:
                 body = await r.json(content_type=None) if r.status < 400 else {}
                 s.server = f"up ({r.status})" if r.status < 400 else f"error {r.status}"
+                if r.status in (404, 405):
+                    s.server = f"up (no {STATUS_PATH}: {r.status})"
                 if isinstance(body, dict) and body.get("status"):
                     s.server = f"{body['status']} ({r.status})"
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
@@ -127,8 +131,9 @@ class LiveMonitor:
             self.state.last_event = body.get("last_event_time")
 
     def _missions(self, body: Any) -> None:
-        if isinstance(body, list):
-            self.state.missions = len(body)
+        count = count_listed(body, "missions")
+        if count is not None:
+            self.state.missions = count
 
     async def hold_socket(self) -> None:
         """Stay connected; reconnect with backoff (1 s doubling to 30 s) when dropped."""
@@ -137,6 +142,7 @@ class LiveMonitor:
             try:
                 self._ws = await websockets.connect(
                     self.state.ws_url,
+                    origin=self.target.origin,  # type: ignore[arg-type]
                     open_timeout=self.target.timeout,
                     user_agent_header=USER_AGENT,
                 )
@@ -195,7 +201,11 @@ def render_live(state: LiveState) -> RenderableType:
     for label, value in (
         ("Server", f"{state.server}  {state.target}"),
         ("Missions", "-" if state.missions is None else str(state.missions)),
-        ("WebSocket", f"{state.websocket}  {state.ws_url}"),
+        (
+            "WebSocket",
+            f"{state.websocket}  {state.ws_url} "
+            + (f"(Origin {state.origin})" if state.origin else "(no Origin)"),
+        ),
         ("Reconnects", str(state.reconnects)),
         ("Active connections", str(state.active_connections)),
         ("Events broadcast", str(state.events_broadcast)),

@@ -13,6 +13,7 @@ import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -21,6 +22,11 @@ from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.proxy.config import format_hostport
 
 USER_AGENT = f"sentinel-ws-test/{__version__}"
+SAID = "; the server said: "
+SERVER_FAILED = (
+    "the server failed on this handshake (an exception in its handler, or no route for "
+    "the path: Django Channels answers 500 for an unknown path)"
+)
 
 
 class UsageError(ValueError):
@@ -37,6 +43,59 @@ def build_url(url: str | None, host: str, port: int, path: str) -> str:
             raise UsageError(f"{url!r}: expected a ws://, wss://, http:// or https:// URL")
         return url
     return f"ws://{format_hostport(host, port)}/{path.lstrip('/')}"
+
+
+def own_origin(url: str) -> str:
+    """The Origin a page served by the target itself would send (http(s)://host[:port]).
+
+    Servers behind an Origin check (Django Channels' AllowedHostsOriginValidator,
+    Socket.IO's cors_allowed_origins) refuse a handshake without one, so the live
+    tools send it by default, as the app's own page in a browser would.
+    """
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    host = parts.hostname or "localhost"
+    port = parts.port
+    if port is None or port == {"http": 80, "https": 443}.get(scheme):
+        return f"{scheme}://[{host}]" if ":" in host else f"{scheme}://{host}"
+    return f"{scheme}://{format_hostport(host, port)}"
+
+
+def choose_origin(url: str, origin: str | None, no_origin: bool) -> str | None:
+    """--origin, --no-origin, or by default the target's own origin."""
+    if origin and no_origin:
+        raise UsageError("--origin and --no-origin exclude each other")
+    if no_origin:
+        return None
+    if origin:
+        if not origin.startswith(("http://", "https://")) and origin != "null":
+            raise UsageError(
+                f"--origin {origin!r}: expected http(s)://host[:port], as browsers send it"
+            )
+        return origin.rstrip("/")
+    return own_origin(url)
+
+
+def refusal(status: int, reason: str, body: bytes | bytearray | str | None) -> str:
+    """How a refused handshake reads: the status, what it means, and what the server said."""
+    meaning = {
+        401: "the server wants credentials (a session cookie or token)",
+        403: "the server refused this client (Origin, authentication or permissions)",
+        404: "no WebSocket route at this path",
+    }.get(status, SERVER_FAILED if status >= 500 else "")
+    text = f"handshake refused with {status} {reason}".rstrip()
+    if meaning:
+        text += f": {meaning}"
+    said = excerpt(body)
+    return f"{text}{SAID}{said}" if said else text
+
+
+def excerpt(body: bytes | bytearray | str | None, limit: int = 160) -> str:
+    if not body:
+        return ""
+    text = body if isinstance(body, str) else bytes(body).decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_headers(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -60,6 +119,7 @@ class Received:
 @dataclass
 class TestResult:
     url: str
+    origin: str | None = None  # the Origin header sent (None: none)
     ok: bool = False
     error: str | None = None
     error_kind: str | None = None  # refused, dns, tls, timeout, unreachable, rejected, handshake
@@ -92,6 +152,9 @@ def describe_failure(exc: BaseException, url: str, timeout: float) -> tuple[str,
         return "timeout", f"no WebSocket handshake from {where} within {timeout:g} s"
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return "unreachable", f"{where} is unreachable ({exc.strerror})"
+    if isinstance(exc, websockets.InvalidStatus):
+        response = exc.response
+        return "rejected", refusal(response.status_code, response.reason_phrase, response.body)
     if isinstance(exc, websockets.InvalidHandshake):
         return "handshake", f"invalid WebSocket handshake from {where}: {exc}"
     if isinstance(exc, OSError):
@@ -109,7 +172,7 @@ async def run_test(
     timeout: float = 5.0,
 ) -> TestResult:
     """Open, send, listen for `timeout` seconds, close; report what happened."""
-    result = TestResult(url=url)
+    result = TestResult(url=url, origin=origin)
     started = time.perf_counter()
     try:
         ws = await websockets.connect(
@@ -130,7 +193,7 @@ async def run_test(
         result.response_headers = dict(response.headers.raw_items())
         result.body = (response.body or b"").decode("utf-8", errors="replace")
         result.error_kind = "rejected"
-        result.error = f"handshake refused with {response.status_code} {response.reason_phrase}"
+        result.error = refusal(response.status_code, response.reason_phrase, None)
         return result
     except Exception as exc:
         result.error_kind, result.error = describe_failure(exc, url, timeout)
