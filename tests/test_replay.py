@@ -142,7 +142,7 @@ async def test_successive_connections_get_successive_sessions_and_loop(recording
             async with http.get(url.replace("ws://", "http://") + "/_sentinel/status") as r:
                 status = await r.json()
             async with http.get(url.replace("ws://", "http://") + "/index.html") as r:
-                assert r.status == 404 and "only WebSocket sessions" in await r.text()
+                assert r.status == 404 and "--http-upstream" in await r.text()
     assert [p["session_id"] for p in status["played"]] == [1, 3, 1, 3]
     assert status["next"] == 1 and status["loop"] is True
 
@@ -193,3 +193,108 @@ async def test_replay_command_bad_input(recording):
         out, _ = await within(process.communicate())
         assert process.returncode == 2, args
         assert message in out.decode(), out
+
+
+PAGE = """<!doctype html><html><body><p id="got">waiting</p><script>
+const ws = new WebSocket(`ws://${location.host}/ws/seq`);
+ws.onmessage = (e) => {
+  if (typeof e.data === "string") document.getElementById("got").textContent = e.data;
+};
+</script></body></html>"""
+
+
+def frontend() -> aiohttp.web.Application:
+    """A dev server: the page, and an API the page might call."""
+
+    async def page(request):
+        return aiohttp.web.Response(text=PAGE, content_type="text/html")
+
+    async def api(request):
+        return aiohttp.web.json_response({"path": request.path, "method": request.method})
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/", page)
+    app.router.add_route("*", "/api/{tail:.*}", api)
+    return app
+
+
+async def test_plain_http_says_how_to_serve_the_page_from_the_replay(recording):
+    async with (
+        replaying(recording, [1], speed=0) as (_, url),
+        aiohttp.ClientSession() as http,
+        http.get(url.replace("ws", "http", 1) + "/") as response,
+    ):
+        assert response.status == 404
+        assert "--http-upstream" in await response.text()
+
+
+async def test_http_upstream_serves_the_page_and_the_replay_the_socket(recording):
+    from sentinel_ws_proxy.proxy.config import parse_upstream
+    from sentinel_ws_proxy.proxy.upstream import Upstream
+
+    async with serve_app(frontend()) as pages:
+        upstream = Upstream(parse_upstream(pages), connect_timeout=5, close_timeout=5)
+        async with (
+            replaying(recording, [1], speed=0, http_upstream=upstream) as (server, url),
+            aiohttp.ClientSession() as http,
+        ):
+            base = url.replace("ws", "http", 1)
+            async with http.get(base + "/") as response:
+                assert response.status == 200 and "new WebSocket" in await response.text()
+            async with http.post(base + "/api/save?x=1", json={"a": 1}) as response:
+                assert await response.json() == {"path": "/api/save", "method": "POST"}
+            got, _, _ = await receive_sequence(url)
+            assert got == SEQUENCE
+            assert server.status_json()["http_upstream"] == pages
+
+
+async def test_a_same_origin_page_in_chromium_gets_the_replayed_socket(recording, async_playwright):
+    from sentinel_ws_proxy.proxy.config import parse_upstream
+    from sentinel_ws_proxy.proxy.upstream import Upstream
+    from tests.conftest import CHROMIUM_FLAGS, chromium_path
+
+    executable = chromium_path()
+    async with serve_app(frontend()) as pages:
+        upstream = Upstream(parse_upstream(pages), connect_timeout=5, close_timeout=5)
+        async with (
+            replaying(recording, [1], speed=0, http_upstream=upstream) as (server, url),
+            async_playwright() as playwright,
+        ):
+            browser = await playwright.chromium.launch(
+                executable_path=executable, args=CHROMIUM_FLAGS, timeout=30_000
+            )
+            try:
+                page = await browser.new_page()
+                await page.goto(url.replace("ws", "http", 1) + "/", timeout=15_000)
+                await page.wait_for_function(
+                    "document.getElementById('got').textContent === 's3'", timeout=15_000
+                )
+            finally:
+                await browser.close()
+    assert [p.session_id for p in server.played] == [1]
+
+
+async def test_ctrl_c_closes_replayed_sockets_with_1001(recording):
+    process = await cli_process(
+        "replay", "--db", str(recording), "--session", "1", "--speed", "0.01",
+        "--listen", "127.0.0.1:0",
+    )  # fmt: skip
+    try:
+        url = None
+        while url is None:
+            line = (await within(process.stdout.readline())).decode()
+            assert line, (await process.stderr.read()).decode()
+            found = re.search(r"Point your frontend at (http://\S+)", line)
+            url = found.group(1) if found else None
+        ws = await within(websockets.connect(url.replace("http", "ws") + "/ws/seq"))
+        assert await within(ws.recv()) == "s0"  # the next frame is 10 s away at this speed
+        process.send_signal(signal.SIGINT)
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await within(ws.recv())
+        assert ws.close_code == 1001 and ws.close_reason == "replay stopped"
+        assert ws.protocol.close_rcvd_then_sent  # the replay closed first, we replied
+        assert await within(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

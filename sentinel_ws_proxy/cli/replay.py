@@ -25,7 +25,9 @@ from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
     ConfigError,
     parse_listen,
+    parse_upstream,
 )
+from sentinel_ws_proxy.proxy.upstream import Upstream
 from sentinel_ws_proxy.render import (
     retest_report,
     test_report,
@@ -69,6 +71,12 @@ if TYPE_CHECKING:
     help="pure ignores the client; sync waits for the client's frames and reports differences.",
 )
 @click.option("--loop", is_flag=True, help="Start again after the last session.")
+@click.option(
+    "--http-upstream",
+    metavar="URL",
+    help="Pass every request that is not a WebSocket handshake to this server (your "
+    "frontend or dev server), so the page loads from the replay's own origin.",
+)
 def replay(
     db: Path,
     session_ids: tuple[int, ...],
@@ -78,6 +86,7 @@ def replay(
     speed: float,
     mode: str,
     loop: bool,
+    http_upstream: str | None,
 ) -> None:
     """Serve recorded sessions as a stand-in server, with the original timing.
 
@@ -85,15 +94,20 @@ def replay(
     session of the latest run): its handshake status and body, subprotocol,
     server frames at the recorded gaps, and its ending (the recorded close
     frame, or a dropped connection). Point your frontend at it to reproduce a
-    bug with no backend running. Without --loop it exits once every session
-    was played; the exit status is 1 if sync mode saw a client frame that
-    differs from the recording.
+    bug with no backend running. A same-origin page (one that opens
+    ws://its-own-host/...) loads through --http-upstream: pages, scripts and
+    API calls go to your frontend or dev server, WebSocket handshakes get the
+    recorded sessions. Ctrl-C closes the replayed sockets with 1001 (going
+    away). Without --loop it exits once every session was played; the exit
+    status is 1 if sync mode saw a client frame that differs from the
+    recording.
     """
     from sentinel_ws_proxy.replay.recorded import choose_sessions
     from sentinel_ws_proxy.replay.server import ReplayServer, serve_replay
 
     try:
         host, port = parse_listen(listen)
+        pages = parse_upstream(http_upstream, "--http-upstream") if http_upstream else None
     except ConfigError as exc:
         fail(str(exc))
         return
@@ -110,6 +124,7 @@ def replay(
         sync=mode == "sync",
         loop=loop,
         report=lambda line: click.echo(line),
+        http_upstream=(Upstream(pages, connect_timeout=10.0, close_timeout=5.0) if pages else None),
     )
 
     def announce(url: str) -> None:
@@ -119,7 +134,13 @@ def replay(
         click.echo(f"  mode {mode}, speed {speed:g}{', looping' if loop else ''}")
         for path in paths:
             click.echo(f"  ws{url.removeprefix('http')}{path}")
-        click.echo(f"Point your frontend at {url} (status: {url}/_sentinel/status; Ctrl-C to stop)")
+        if pages:
+            click.echo(f"  everything else from {pages}")
+            click.echo(f"Open {url}/ (status: {url}/_sentinel/status; Ctrl-C to stop)")
+        else:
+            click.echo(
+                f"Point your frontend at {url} (status: {url}/_sentinel/status; Ctrl-C to stop)"
+            )
 
     try:
         asyncio.run(serve_replay(server, host, port, announce))

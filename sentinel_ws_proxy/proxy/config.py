@@ -131,26 +131,24 @@ def _port(text: str, value: str) -> int:
     return int(text)
 
 
-def parse_upstream(value: str) -> URL:
+def parse_upstream(value: str, option: str = "--upstream") -> URL:
     """The upstream's origin: scheme http/https (ws/wss accepted), host, optional port."""
     try:
         url = URL(value.strip())
     except ValueError as exc:
-        raise ConfigError(f"--upstream {value!r}: not a URL ({exc})") from None
+        raise ConfigError(f"{option} {value!r}: not a URL ({exc})") from None
     scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
     if scheme not in ("http", "https") or not url.host:
-        raise ConfigError(
-            f"--upstream {value!r}: expected http://HOST[:PORT] or https://HOST[:PORT]"
-        )
+        raise ConfigError(f"{option} {value!r}: expected http://HOST[:PORT] or https://HOST[:PORT]")
     if url.path not in ("", "/") or url.query_string or url.fragment:
         raise ConfigError(
-            f"--upstream {value!r}: give only the origin (scheme, host, port); "
+            f"{option} {value!r}: give only the origin (scheme, host, port); "
             "request paths are forwarded as the client sent them"
         )
     try:
         port = url.port
     except ValueError:
-        raise ConfigError(f"--upstream {value!r}: invalid port") from None
+        raise ConfigError(f"{option} {value!r}: invalid port") from None
     return URL.build(scheme=scheme, host=url.host, port=port)
 
 

@@ -11,6 +11,7 @@ for the client to send them, and differences are reported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from multidict import CIMultiDict
 
 from sentinel_ws_proxy.protocol import close_payload
 from sentinel_ws_proxy.proxy.headers import relayed_response_headers
+from sentinel_ws_proxy.proxy.passthrough import pass_through
+from sentinel_ws_proxy.proxy.upstream import Upstream
 from sentinel_ws_proxy.recording.redact import REDACTED
 from sentinel_ws_proxy.replay.recorded import DATA_OPCODES, RecordedFrame, RecordedSession
 from sentinel_ws_proxy.serving import serve_app
@@ -35,6 +38,8 @@ OPCODES = {
 NAMES = {v: k for k, v in OPCODES.items()}
 SYNC_TIMEOUT = 30.0  # how long sync mode waits for the client's next frame
 CLOSE_TIMEOUT = 5.0
+STOP_TIMEOUT = 1.0  # how long a stopping replay waits for the clients' close replies
+GOING_AWAY = RecordedFrame(0, "s2c", "close", b"", 1001, "replay stopped")
 
 
 def same_payload(expected: RecordedFrame, opcode: str, payload: bytes) -> bool:
@@ -89,6 +94,9 @@ class Player:
         self.report = report
         self.incoming: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self.client_done = asyncio.Event()
+        self.halt = asyncio.Event()  # the client left, or the replay is stopping
+        self.stopping = False
+        self.finished = asyncio.Event()
         self.client_close: tuple[int, str] | None = None
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
@@ -98,13 +106,17 @@ class Player:
         try:
             await self._frames()
             await self._ending()
+            if self.stopping:
+                await self._wait_client(STOP_TIMEOUT)  # the client's close reply
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             transport = self.request.transport
             if transport is not None:
                 transport.close()
-            self.progress.state = "done"
+            if not self.stopping:
+                self.progress.state = "done"
+            self.finished.set()
 
     async def _frames(self) -> None:
         waiting_for: list[RecordedFrame] = []
@@ -123,6 +135,8 @@ class Player:
                 waiting_for = []
             if not await self._wait_until(frame.offset):
                 return
+            if self.halt.is_set():
+                return
             try:
                 await self.ws.send_frame(frame.payload, OPCODES[frame.opcode])
             except ConnectionError:
@@ -134,15 +148,26 @@ class Player:
         return self.speed if self.speed > 0 else float("inf")
 
     async def _wait_until(self, offset: float) -> bool:
-        """Sleep until the frame's time; False if the client left meanwhile."""
+        """Sleep until the frame's time; False if the client left or the replay stops."""
         if self.speed > 0:
             delay = self._t0 + offset / self.speed - self._loop.time()
             if delay > 0:
                 try:
-                    await asyncio.wait_for(self.client_done.wait(), delay)
+                    await asyncio.wait_for(self.halt.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
-        return not self.client_done.is_set()
+        return not self.halt.is_set()
+
+    async def stop(self) -> None:
+        """The replay is stopping: close with 1001 (going away), as a server shutting down."""
+        if self.stopping or self.client_done.is_set():
+            return
+        self.stopping = True
+        self.halt.set()
+        self.progress.state = "stopped"
+        await self._send_close(GOING_AWAY)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.finished.wait(), STOP_TIMEOUT + 1)
 
     async def _expect(self, frames: list[RecordedFrame]) -> bool:
         for frame in frames:
@@ -186,9 +211,12 @@ class Player:
             if msg.type is WSMsgType.CLOSE:
                 self.client_close = (msg.data or 1005, msg.extra or "")
             self.client_done.set()
+            self.halt.set()
             return
 
     async def _ending(self) -> None:
+        if self.stopping:
+            return
         session = self.session
         closes = [f for f in session.frames if f.opcode == "close"]
         first = closes[0] if closes else None
@@ -204,7 +232,7 @@ class Player:
             return
         # The client ended it (or it never ended): wait for this client to do the same.
         await self._wait_client(None)
-        if self.client_close is not None:
+        if self.client_close is not None and not self.stopping:
             reply = session.server_close
             if reply is not None:
                 await self._send_close(reply)
@@ -227,6 +255,15 @@ class Player:
             pass
 
 
+NO_HTTP = (
+    "sentinel-ws replay: this server plays the WebSocket sessions recorded in {source} "
+    "(see /_sentinel/status); it serves no pages. To load your app's page from this same "
+    "origin, start the replay with --http-upstream URL (your frontend or dev server, e.g. "
+    "--http-upstream http://localhost:5173): every request that is not a WebSocket "
+    "handshake goes there.\n"
+)
+
+
 def _is_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
@@ -243,9 +280,11 @@ class ReplayServer:
         sync: bool = False,
         loop: bool = False,
         report: Callable[[str], None] = lambda line: None,
+        http_upstream: Upstream | None = None,
     ):
         if not sessions:
             raise ValueError("nothing to replay")
+        self.http_upstream = http_upstream
         self.sessions = sessions
         self.source = source
         self.speed = speed
@@ -256,6 +295,7 @@ class ReplayServer:
         self.played: list[Progress] = []
         self.finished = asyncio.Event()
         self._active = 0
+        self._players: set[Player] = set()
 
     @property
     def mismatches(self) -> list[str]:
@@ -265,7 +305,16 @@ class ReplayServer:
         app = web.Application()
         app.router.add_get("/_sentinel/status", self.status)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_shutdown.append(self._going_away)
+        app.on_cleanup.append(self._close_upstream)
         return app
+
+    async def _going_away(self, app: web.Application) -> None:
+        await asyncio.gather(*(player.stop() for player in list(self._players)))
+
+    async def _close_upstream(self, app: web.Application) -> None:
+        if self.http_upstream is not None:
+            await self.http_upstream.close()
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.status_json())
@@ -280,18 +329,15 @@ class ReplayServer:
             "mode": "sync" if self.sync else "pure",
             "speed": self.speed,
             "loop": self.loop,
+            "http_upstream": str(self.http_upstream.base) if self.http_upstream else None,
             "played": [p.__dict__ for p in self.played],
         }
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         if not _is_upgrade(request):
-            return web.Response(
-                status=404,
-                text=(
-                    f"sentinel-ws replay: only WebSocket sessions recorded in {self.source} "
-                    "are served here; see /_sentinel/status for what is being replayed.\n"
-                ),
-            )
+            if self.http_upstream is not None:
+                return await pass_through(request, self.http_upstream, lambda event: None)
+            return web.Response(status=404, text=NO_HTTP.format(source=self.source))
         if self.next_index >= len(self.sessions):
             return web.Response(status=503, text="sentinel-ws replay: every session was played\n")
         session = self.sessions[self.next_index]
@@ -338,7 +384,11 @@ class ReplayServer:
         player = Player(
             session, ws, request, progress, speed=self.speed, sync=self.sync, report=self.report
         )
-        await player.play()
+        self._players.add(player)
+        try:
+            await player.play()
+        finally:
+            self._players.discard(player)
         return ws
 
 
