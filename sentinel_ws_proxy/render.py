@@ -255,7 +255,7 @@ def show_session(
             title, body = f"Wire frames ({len(frames)})", _frame_rows(frames, started, payloads)
         else:
             decoder = session_decoder(row.path, row.query, [m.payload for m in messages])
-            title = f"Messages ({len(messages)}, in {len(frames)} wire frames)"
+            title = f"Messages ({len(messages)}, in {plural(len(frames), 'wire frame')})"
             if decoder is not None:
                 title += f", {decoder.NAME} decoded"
             body = _message_rows(messages, started, payloads, decoder)
@@ -334,7 +334,7 @@ def failures_report(console: Console, report: FailureReport, total_label: str) -
     console.print(table)
     _incidents(console, report)
     _recovery(console, report)
-    _http(console, report)
+    http_failures_table(console, report.http_failures)
     reconnects = report.classified.reconnects.as_dict()
     if reconnects["reconnected"]:
         console.print(
@@ -365,10 +365,12 @@ def _incidents(console: Console, report: FailureReport) -> None:
     for i in found:
         refused = ", ".join(f"{n} refused with {status}" for status, n in
                             i["refused_retries"].items())  # fmt: skip
+        sessions = len(i["sessions"])
         console.print(
             f"  {clock(i['began'])} - {clock(i['ended'])}, {i['seconds']:.1f} s: "
             f"{'/'.join(i['kinds'])}, {i['clients']} client"
             + ("" if i["clients"] == 1 else "s")
+            + (f" ({sessions} sessions)" if sessions != i["clients"] else "")
             + (f", retries {refused}" if refused else "")
             + ("" if i["recovered"] else "; not every client came back")
         )
@@ -410,14 +412,15 @@ def _recovery(console: Console, report: FailureReport) -> None:
     console.print(table)
 
 
-def _http(console: Console, report: FailureReport) -> None:
-    if not report.http_failures:
+def http_failures_table(console: Console, failures: list[dict], shown: int = 20) -> None:
+    """Failed HTTP requests on the sockets' paths (or Socket.IO/SockJS transports)."""
+    if not failures:
         return
     table = Table(title="\nHTTP failures on the sockets' paths", title_justify="left",
                   show_edge=False, header_style="bold")  # fmt: skip
     for column in ("time", "client", "request", "status", "body"):
         table.add_column(column, overflow="fold")
-    for h in report.http_failures[:20]:
+    for h in failures[-shown:]:
         query = f"?{h['query']}" if h["query"] else ""
         table.add_row(
             clock(h["ts"]),
@@ -427,8 +430,8 @@ def _http(console: Console, report: FailureReport) -> None:
             Text(h["body"] or h["error"] or ""),
         )
     console.print(table)
-    if len(report.http_failures) > 20:
-        console.print(f"[dim]… and {len(report.http_failures) - 20} more[/dim]")
+    if len(failures) > shown:
+        console.print(f"[dim]… and {len(failures) - shown} earlier[/dim]")
 
 
 def result_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -446,6 +449,11 @@ def result_table(console: Console, columns: Sequence[str], rows: Sequence[Sequen
                 cells.append(Text(str(value)))
         table.add_row(*cells)
     console.print(table)
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 wire frame', '3 wire frames'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _pretty(text: str) -> str:
@@ -480,7 +488,7 @@ def test_report(console: Console, result: TestResult, *, verbose: bool, shown: i
     for text in result.sent:
         console.print(Text(f"Sent: {text}"))
     count = len(result.received)
-    console.print(f"Received {count} message{'s' if count != 1 else ''}")
+    console.print(f"Received {plural(count, 'message')}")
     limit = count if verbose else shown
     for message in result.received[:limit]:
         body = _pretty(message.data) if message.kind == "text" else f"<{message.size} bytes>"

@@ -173,3 +173,45 @@ def test_events_written_and_read_back_classify_the_same(tmp_path):
     verdicts, _ = classify_all([summary])
     assert verdicts[0].category == "idle_timeout"
     assert "38.0 s without a frame" in verdicts[0].explanation
+
+
+def test_two_tabs_dropped_by_one_outage_both_recover():
+    """One browser (one client), two tabs; the server dies, refuses retries, comes back."""
+    from sentinel_ws_proxy.analysis.recovery import incidents
+    from sentinel_ws_proxy.analysis.report import classify_sessions
+
+    browser = {"client_addr": "10.0.0.1", "user_agent": "chromium"}
+    drop = {"close_code": 1006, "closed_by": "server", "clean": False}
+    rows = [
+        session(1, started_at=T0, ended_at=T0 + 10, last_frame_at=T0 + 9, **browser, **drop),
+        session(2, started_at=T0 + 1, ended_at=T0 + 10, last_frame_at=T0 + 9, **browser, **drop),
+        *(
+            session(
+                i,
+                started_at=T0 + 10 + 0.2 * i,
+                ended_at=T0 + 10 + 0.2 * i,
+                handshake_status=502,
+                closed_by="proxy",
+                **browser,
+            )
+            for i in range(3, 7)
+        ),
+        session(
+            7, started_at=T0 + 13, ended_at=T0 + 20, close_code=1000, closed_by="client", **browser
+        ),
+        session(
+            8,
+            started_at=T0 + 13.5,
+            ended_at=T0 + 20,
+            close_code=1000,
+            closed_by="client",
+            **browser,
+        ),
+    ]
+    classified = classify_sessions(rows, {})
+    categories = {v.session_id: v.category for v in classified.verdicts}
+    assert categories[1] == categories[2] == "server_restart"
+    first, second = (d for d in classified.disruptions if d.session_id in (1, 2))
+    assert first.recovery == second.recovery == 3.0  # the first accepted session after both
+    (incident,) = incidents(classified.disruptions)
+    assert incident.refused == {502: 4}  # each refused handshake once, not once per tab

@@ -422,6 +422,9 @@ async def test_socketio_refusals_over_http_and_inside_the_messages(tmp_path):
     http = report.http_failures
     assert http and http[0]["status"] == 400 and "/socket.io/" in http[0]["path"]
     assert "http://evil.example is not an accepted origin" in (http[0]["body"] or "")
+    listed = CliRunner().invoke(cli, ["sessions", "--failed", "--db", str(db)]).output
+    assert "HTTP failures on the sockets' paths" in listed
+    assert "GET /socket.io/?" in listed and "not an accepted origin" in listed
     found = verdicts(report)
     refused_ws, member_ws = report.classified.summaries[:2]
     assert found[refused_ws.id].category == "app_error", found[refused_ws.id]

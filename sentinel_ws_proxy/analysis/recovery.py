@@ -26,7 +26,7 @@ from sentinel_ws_proxy.recording.schema import SessionRow
 
 GROWTH = 1.3  # a gap at least this much longer than the one before counts as growing
 SAME = 0.15  # gaps within 15% of each other count as the same
-SLACK = 1.0  # server-side disruptions this close in time are one incident
+SLACK = 1.0  # server-side disruptions that begin this close together are one incident
 DISRUPTIONS = frozenset(
     {
         "navigation",
@@ -104,7 +104,18 @@ class Incident:
 
     @property
     def refused(self) -> Counter[int]:
-        return Counter(status for d in self.disruptions for _, status in d.retries)
+        # A retry after two tabs dropped is a retry of both: count each handshake once.
+        retries = {retry for d in self.disruptions for retry in d.retries}
+        return Counter(status for _, status in retries)
+
+    @property
+    def outage(self) -> bool:
+        """More than one session's bad luck: several, a restart, or the server down."""
+        return (
+            len(self.disruptions) > 1
+            or any(d.kind == "server_restart" for d in self.disruptions)
+            or any(status in DOWN for status in self.refused)
+        )
 
     @property
     def recovered(self) -> bool:
@@ -155,24 +166,32 @@ def disruptions(
     found: list[Disruption] = []
     for pairs in by_client.values():
         pairs.sort(key=lambda p: (p[0].started_at or 0.0, p[0].id or 0))
-        current: Disruption | None = None
+        # One client may have several disruptions at once: two tabs of one browser
+        # dropped by the same outage. Its next accepted session ends all of them.
+        pending: list[Disruption] = []
         for s, v in pairs:
             start = s.started_at or 0.0
-            if current is not None and start >= current.began:
-                current.attempts.append(start)
+            # Any accepted session means the client is back; a refused one is a retry
+            # only of what failed on its own path.
+            due = [d for d in pending if start >= d.began and (s.accepted or d.path == s.path)]
+            for d in due:
+                d.attempts.append(start)
                 if s.accepted:
-                    current.recovered_at = start
-                    current = None
+                    d.recovered_at = start
                 else:
-                    current.retries.append((s.id or 0, s.handshake_status or 0))
-                    continue  # a retry of the same disruption, not a new one
+                    d.retries.append((s.id or 0, s.handshake_status or 0))
+            if s.accepted:
+                pending = [d for d in pending if d.recovered_at is None]
+            elif due:
+                continue  # a retry, not a new disruption
             if v.category in DISRUPTIONS and (s.ended_at is not None or not s.accepted):
                 began = disconnect_at(s, facts.get(s.id or 0)) if s.accepted else start
-                current = Disruption(
+                disruption = Disruption(
                     s.id or 0, v.category, s.client_key, s.client_addr or "", s.path or "",
                     began, fault_id=s.fault_id,
                 )  # fmt: skip
-                found.append(current)
+                pending.append(disruption)
+                found.append(disruption)
     found.sort(key=lambda d: d.began)
     return found
 
@@ -189,15 +208,21 @@ def restarts(found: Sequence[Disruption]) -> dict[int, str]:
 
 
 def incidents(found: Sequence[Disruption]) -> list[Incident]:
-    """Server-side disruptions that overlap in time, across clients."""
+    """Server-side disruptions that overlap in time, across clients.
+
+    One session's failure alone (a 500 on a wrong path) is not an incident: it
+    takes several sessions, a restart, or retries refused while the server was down.
+    """
     out: list[Incident] = []
     for d in sorted((d for d in found if d.kind in SERVER_SIDE), key=lambda d: d.began):
-        if out and d.began <= out[-1].ended + SLACK:
+        # Part of it while it lasts, or when it began with it; once every client is
+        # back, what fails next is another story.
+        if out and (d.began <= out[-1].ended or d.began <= out[-1].began + SLACK):
             out[-1].disruptions.append(d)
             out[-1].ended = max(out[-1].ended, d.ended)
         else:
             out.append(Incident(d.began, d.ended, [d]))
-    return out
+    return [i for i in out if i.outage]
 
 
 def summary(found: Sequence[Disruption]) -> dict[str, Any]:

@@ -101,6 +101,15 @@ def demo(serve: bool, db: Path, listen: str) -> None:
     help="Close connections silent for this long.",
 )
 @click.option(
+    "--ping-interval",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Send WebSocket pings this often; a client whose pong takes longer than half "
+    "of it is dropped (0: no pings).",
+)
+@click.option(
     "--allow-origin",
     multiple=True,
     metavar="ORIGIN",
@@ -126,6 +135,7 @@ def demo_server(
     heartbeat: float,
     events_every: float,
     idle_timeout: float,
+    ping_interval: float,
     allow_origin: tuple[str, ...],
     reject_all: bool,
     drop_after: float | None,
@@ -165,6 +175,7 @@ def demo_server(
     behaviour = Behaviour(
         heartbeat=heartbeat,
         idle_timeout=idle_timeout,
+        ping_interval=ping_interval,
         events_every=events_every,
         allowed_origins=allow_origin,
         mode=mode,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 from sentinel_ws_proxy.analysis.report import (
     classify_recording,
     failure_report,
+    http_failures,
     select_sessions,
 )
 from sentinel_ws_proxy.cli.app import (
@@ -48,6 +50,7 @@ from sentinel_ws_proxy.recording.transfer import (
 from sentinel_ws_proxy.render import (
     failures_headline,
     failures_report,
+    http_failures_table,
     jsonable,
     message_json,
     result_table,
@@ -112,19 +115,31 @@ def sessions(
         )
         shown = matching[-limit:] if limit else matching
         rows = recording.session_rows(s.id for s, _ in shown)
+        # HTTP requests have no close code: a --close-code filter leaves them out.
+        wanted = not as_json and not close_codes
+        http = http_failures(recording, classified.summaries, window) if wanted else []
     if as_json:
         print_json([session_json(rows[s.id], v) for s, v in shown])
         return
     out = console()
-    if not shown:
+    http = [h for h in http if _http_matches(h, path_glob, client)]
+    if not shown and not http:
         out.print(f"No matching sessions in {db}.")
         return
-    sessions_table(out, shown, {i: (r.bytes_c2s, r.bytes_s2c) for i, r in rows.items()})
+    if shown:
+        sessions_table(out, shown, {i: (r.bytes_c2s, r.bytes_s2c) for i, r in rows.items()})
     if len(shown) < len(matching):
         out.print(
             f"[dim]Showing the last {len(shown)} of {len(matching)} matching sessions; "
             "--limit 0 shows all.[/dim]"
         )
+    http_failures_table(out, http, limit or len(http))
+
+
+def _http_matches(request: dict, path_glob: str | None, client: str | None) -> bool:
+    if path_glob and not fnmatch.fnmatchcase(request["path"] or "", path_glob):
+        return False
+    return not client or request["client_addr"] == client
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection
 from sentinel_ws_proxy.demo.server import WS_PATH, DemoBackend
 
 STEP = 10.0  # no single step of a scenario may hang longer
+ENDED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 
 
 @dataclass
@@ -134,6 +135,39 @@ async def idle(ctx: Context, agent: str) -> str:
     return f"silent for 1.5 s; server closed with {code} {reason!r}"
 
 
+async def server_restart(ctx: Context, agent: str) -> str:
+    ws = await ctx.connect(agent)
+    await recv(ws)
+    restart = f"{ctx.proxy_url}/api/system/websockets/restart"
+    async with ctx.http.post(restart) as r:
+        await r.read()
+    code, _ = await wait_closed(ws)
+    await asyncio.sleep(0.2)  # the client's backoff
+    ws = await ctx.connect(agent)
+    await recv(ws)
+    await ws.close()
+    return f"the server restarted its WebSocket system ({code}); the client was back 0.2 s later"
+
+
+async def frozen_client(ctx: Context, agent: str) -> str:
+    before = ctx.backend.behaviour
+    ctx.behave(ping_interval=1.2)  # aiohttp then waits 0.6 s for the pong
+    try:
+        # A client whose pings go unanswered: a frozen tab, a suspended laptop. With
+        # autoping off, aiohttp hands the pings over instead of answering them.
+        ws = await asyncio.wait_for(
+            ctx.http.ws_connect(ctx.ws_url(), autoping=False, headers={"User-Agent": agent}),
+            STEP,
+        )
+        pings = 0
+        while (msg := await asyncio.wait_for(ws.receive(), STEP)).type not in ENDED:
+            pings += msg.type is aiohttp.WSMsgType.PING
+        await ws.close()
+    finally:
+        ctx.backend.behaviour = before
+    return f"{pings} ping(s) from the server went unanswered; it dropped the client"
+
+
 SCENARIOS = (
     Scenario("clean session", "a healthy connection", "clean", "demo/clean-client", clean),
     Scenario("page navigation", "disconnects when navigating between pages", "navigation",
@@ -150,6 +184,10 @@ SCENARIOS = (
              "demo/crash-witness", server_error),
     Scenario("idle timeout", "the server closes idle connections", "idle_timeout",
              "demo/quiet-client", idle),
+    Scenario("server restart", "the server restarts its WebSocket system (1012)",
+             "server_restart", "demo/restart-witness", server_restart),
+    Scenario("frozen client", "a client that stops answering the server's pings",
+             "client_unresponsive", "demo/frozen-tab", frozen_client),
 )  # fmt: skip
 
 # The demo server closes idle connections after 1.5 s; classify with a threshold below it.

@@ -33,6 +33,7 @@ class Behaviour:
     """How the WebSocket endpoint treats new connections."""
 
     heartbeat: float = 15.0
+    ping_interval: float = 0.0  # > 0: WebSocket pings; no pong within half of it drops the socket
     idle_timeout: float = 300.0
     events_every: float = 0.0  # 0: mission events only when the API creates one
     allowed_origins: tuple[str, ...] = ()  # besides loopback origins, always allowed
@@ -215,7 +216,7 @@ class DemoBackend:
             return web.json_response({"detail": "WebSocket connections are disabled"}, status=403)
         if not self.origin_allowed(origin):
             return web.json_response({"detail": "Origin not allowed", "origin": origin}, status=403)
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(heartbeat=behaviour.ping_interval or None)
         await ws.prepare(request)
         conn = Connection(f"conn-{next(self._ids)}", ws, request.remote or "")
         self.connections[conn.id] = conn
