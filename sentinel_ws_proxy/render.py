@@ -376,8 +376,8 @@ def _incidents(console: Console, report: FailureReport) -> None:
         )
 
 
-def _recovery(console: Console, report: FailureReport) -> None:
-    found = report.recovery
+def _recovery(console: Console, report: FailureReport, shown: int = 20) -> None:
+    found, total = report.worst_recoveries(shown)
     if not found:
         return
     summary = report.recovery_summary
@@ -410,6 +410,11 @@ def _recovery(console: Console, report: FailureReport) -> None:
             backoff,
         )
     console.print(table)
+    if total > len(found):
+        console.print(
+            f"[dim]The {len(found)} that went worst (never back, then slowest) of {total:,}; "
+            "failures --json lists every one.[/dim]"
+        )
 
 
 def http_failures_table(console: Console, failures: list[dict], shown: int = 20) -> None:
@@ -432,6 +437,30 @@ def http_failures_table(console: Console, failures: list[dict], shown: int = 20)
     console.print(table)
     if len(failures) > shown:
         console.print(f"[dim]… and {len(failures) - shown} earlier[/dim]")
+
+
+def search_results(console: Console, query: str, hits: list, more: bool, db: str) -> None:
+    if not hits:
+        console.print(f"No message in {db} matches {query!r}.")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("time", "session", "dir", "what", "text"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        text = Text()
+        for piece, matched in hit.snippet:
+            text.append(piece, style="bold reverse" if matched else "")
+        table.add_row(
+            clock(hit.ts), str(hit.session_id), ARROW.get(hit.direction, hit.direction),
+            hit.kind, text,
+        )  # fmt: skip
+    console.print(table)
+    shown = f"the newest {len(hits)}" if more else f"{len(hits)}"
+    console.print(
+        f"[dim]{shown} match{'es' if len(hits) != 1 else ''}"
+        + ("; --limit shows more" if more else "")
+        + f"; sentinel-ws show {hits[0].session_id} --db {db} shows the first in its session[/dim]"
+    )
 
 
 def result_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -327,19 +327,28 @@ async def test_a_recording_deleted_under_the_proxy_is_made_anew_and_said_loudly(
     deadline = time.monotonic() + 5
     while not db.exists() and time.monotonic() < deadline:  # the writer looks twice a second
         await asyncio.sleep(0.05)
-    assert db.exists()
+    if not db.exists():
+        process.send_signal(signal.SIGINT)
+        await within(process.wait(), 20)
+        err = (await process.stderr.read()).decode()
+        files = sorted(p.name for p in tmp_path.iterdir())
+        raise AssertionError(f"not made anew within 5 s; files {files}; stderr:\n{err}")
     await ws.send("after")
     assert await within(ws.recv()) == "after"
     await ws.close()
     process.send_signal(signal.SIGINT)
-    assert await within(process.wait(), 20) == 0
+    status = await within(process.wait(), 20)
     err = (await process.stderr.read()).decode()
-    assert "was deleted or replaced while recording" in err
+    out = (await process.stdout.read()).decode()
+    said = f"exit {status}\nstdout:\n{out}\nstderr:\n{err}"  # for a failure's report
+    assert status == 0, said
+    assert "was deleted or replaced while recording" in err, said
     payloads = [r[0] for r in rows(db, "SELECT payload FROM frames WHERE opcode = 'text'")]
     # "before" rows the writer had not committed when the file went land in the new one.
-    assert payloads[-2:] == ["after", "after"] and set(payloads) <= {"before", "after"}
+    assert payloads[-2:] == ["after", "after"], (payloads, said)
+    assert set(payloads) <= {"before", "after"}, (payloads, said)
     (run,) = rows(db, "SELECT ended_at FROM runs")
-    assert run[0] is not None
+    assert run[0] is not None, said
 
 
 async def test_demo_will_not_replace_a_recording_a_proxy_is_writing(tmp_path, echo_upstream):

@@ -103,10 +103,14 @@ def for_session(
         found = near_path(s, ctx)
     elif category == "client_unresponsive" and facts is not None and facts.last_server_ping:
         silent = disconnect_at(s, facts) - facts.last_server_ping
+        last = (
+            f"the client's last frame came at {clock(facts.last_client_frame)}"
+            if facts.last_client_frame
+            else "the client never sent a frame"
+        )
         found = [
             f"the server's ping at {clock(facts.last_server_ping)} went unanswered for "
-            f"{silent:.1f} s; the client's last frame was "
-            + (clock(facts.last_client_frame) if facts.last_client_frame else "never")
+            f"{silent:.1f} s; {last}"
         ]
     elif category == "app_error" and facts is not None and facts.app_error:
         found = [facts.app_error]

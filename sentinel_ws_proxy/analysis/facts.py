@@ -15,7 +15,7 @@ index), so that classifying 100,000 sessions stays quick:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sentinel_ws_proxy.decoders import app_error
@@ -23,6 +23,7 @@ from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import SessionRow
 
 CHUNK = 500
+DENSE = 0.3  # sessions needing facts per id in their range: above it, read the range
 
 
 @dataclass(slots=True)
@@ -46,40 +47,49 @@ def gather(recording: Recording, sessions: Iterable[SessionRow]) -> dict[int, Se
     found: dict[int, SessionFacts] = {}
     has_columns = "forwarded" in recording._present.get("frames", set())
     delivered = "forwarded = 0" if has_columns else "0"
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows = recording.conn.execute(
+    wanted = set(ids)
+    for where, params in _ranges(ids):
+        # The first close frame's direction rides in the parity of min(id * 2 + s2c):
+        # one pass over the frames instead of a second query.
+        rows = recording.fetch(
             f"""SELECT session_id,
                   min(CASE WHEN opcode = 'close' THEN ts END),
                   max(CASE WHEN direction = 's2c' AND opcode = 'ping' THEN ts END),
                   max(CASE WHEN direction = 'c2s' THEN ts END),
-                  max(CASE WHEN opcode = 'close' AND {delivered} THEN 1 ELSE 0 END)
-                FROM frames WHERE session_id IN ({marks}) GROUP BY session_id""",
-            chunk,
-        ).fetchall()
-        for sid, first_close, ping, client, late in rows:
+                  max(CASE WHEN opcode = 'close' AND {delivered} THEN 1 ELSE 0 END),
+                  min(CASE WHEN opcode = 'close' THEN id * 2 + (direction = 's2c') END)
+                FROM frames WHERE {where} GROUP BY session_id""",
+            params,
+        )
+        for sid, first_close, ping, client, late, first in rows:
+            if sid not in wanted:
+                continue
             found[sid] = SessionFacts(
                 first_close_at=_number(first_close),
+                first_close_by=None if first is None else ("server" if first % 2 else "client"),
                 reply_not_delivered=bool(late),
                 last_server_ping=_number(ping),
                 last_client_frame=_number(client),
             )
-        firsts = recording.conn.execute(
-            f"""SELECT f.session_id, f.direction FROM frames f
-                JOIN (SELECT session_id, min(id) AS id FROM frames
-                      WHERE opcode = 'close' AND session_id IN ({marks})
-                      GROUP BY session_id) AS c ON c.id = f.id""",
-            chunk,
-        ).fetchall()
-        for sid, direction in firsts:
-            if sid in found:
-                found[sid].first_close_by = "client" if direction == "c2s" else "server"
     for sid in socketio:
         message = _socketio_error(recording, sid)
         if message is not None:
             found.setdefault(sid, SessionFacts()).app_error = message
     return found
+
+
+def _ranges(ids: list[int]) -> Iterator[tuple[str, list[int]]]:
+    """WHERE clauses covering the sessions: one id range when they are most of it (a
+    single pass over the index, 2-3 times faster), else lists of ids."""
+    if not ids:
+        return
+    low, high = min(ids), max(ids)
+    if len(ids) >= DENSE * (high - low + 1):
+        yield "session_id BETWEEN ? AND ?", [low, high]
+        return
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        yield f"session_id IN ({','.join('?' * len(chunk))})", chunk
 
 
 def _socketio(s: SessionRow) -> bool:

@@ -8,6 +8,7 @@ from sentinel_ws_proxy.cli import (  # noqa: F401  (importing them registers the
     proxy,
     recordings,
     replay,
+    web,
 )
 from sentinel_ws_proxy.cli.app import cli
 

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.analysis.classify import DEFAULT_IDLE_TIMEOUT, DEFAULT_RECONNECT_WINDOW
-from sentinel_ws_proxy.analysis.report import Window
+from sentinel_ws_proxy.analysis.report import Window, recorded_thresholds
 from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import DEFAULT_DB
 from sentinel_ws_proxy.recording.reader import Recording
@@ -98,19 +98,17 @@ until_option = click.option("--until", metavar="TIME", help="Only sessions start
 window_options = [
     click.option(
         "--reconnect-window",
-        default=DEFAULT_RECONNECT_WINDOW,
-        show_default=True,
         type=click.FloatRange(min=0),
         metavar="SECONDS",
-        help="A client that reconnects within this time after going away counts as a navigation.",
+        help="A client that reconnects within this time after going away counts as a "
+        f"navigation. Default: what the recording says, else {DEFAULT_RECONNECT_WINDOW:g}.",
     ),
     click.option(
         "--idle-timeout",
-        default=DEFAULT_IDLE_TIMEOUT,
-        show_default=True,
         type=click.FloatRange(min=0),
         metavar="SECONDS",
-        help="A server close after this long without frames counts as an idle timeout.",
+        help="A server close after this long without frames counts as an idle timeout. "
+        f"Default: what the recording says (the demo's: 1), else {DEFAULT_IDLE_TIMEOUT:g}.",
     ),
 ]
 
@@ -164,20 +162,36 @@ def make_window(
     since: str | None,
     until: str | None,
     run_id: int | None = None,
-    reconnect_window: float = DEFAULT_RECONNECT_WINDOW,
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    reconnect_window: float | None = None,
+    idle_timeout: float | None = None,
+    *,
+    db: Path | None = None,
 ) -> Window:
+    """The sessions to read and the thresholds: those given, else the recording's own."""
+    recorded: dict[str, float] = {}
+    if db is not None and (reconnect_window is None or idle_timeout is None):
+        try:
+            with Recording(db) as recording:
+                recorded = recorded_thresholds(recording)
+        except RecordingError:
+            pass  # the command says what is wrong with the file when it opens it
     try:
         return Window(
             since=parse_time(since) if since else None,
             until=parse_time(until) if until else None,
             run_id=run_id,
-            reconnect_window=reconnect_window,
-            idle_timeout=idle_timeout,
+            reconnect_window=_first(
+                reconnect_window, recorded.get("reconnect_window"), DEFAULT_RECONNECT_WINDOW
+            ),
+            idle_timeout=_first(idle_timeout, recorded.get("idle_timeout"), DEFAULT_IDLE_TIMEOUT),
         )
     except ValueError as exc:
         fail(f"--since/--until: {exc}")
         raise
+
+
+def _first(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
 
 
 def print_json(value: object) -> None:

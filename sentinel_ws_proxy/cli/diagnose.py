@@ -59,8 +59,8 @@ def health(
     db: Path | None,
     since: str | None,
     thresholds: tuple[str, ...],
-    reconnect_window: float,
-    idle_timeout: float,
+    reconnect_window: float | None,
+    idle_timeout: float | None,
     as_json: bool,
 ) -> None:
     """Check the WebSocket system: OK, WARNING or CRITICAL (exit status 0, 1 or 2).
@@ -94,7 +94,7 @@ def health(
         except ValueError as exc:
             fail(str(exc))
             return
-        window = make_window(since, None, None, reconnect_window, idle_timeout)
+        window = make_window(since, None, None, reconnect_window, idle_timeout, db=db)
         with open_recording(db) as recording:
             classified = classify_recording(recording, window)
         report = recording_health(classified, str(db), limits)
@@ -154,8 +154,8 @@ def monitor(
     once: bool,
     origin: str | None,
     no_origin: bool,
-    reconnect_window: float,
-    idle_timeout: float,
+    reconnect_window: float | None,
+    idle_timeout: float | None,
 ) -> None:
     """A live terminal dashboard of a server's WebSocket system, or of a recording.
 
@@ -185,7 +185,7 @@ def monitor(
     else:
         if follow == replay_:
             fail("with --db, choose --follow (while the proxy records) or --replay")
-        window = make_window(since, None, None, reconnect_window, idle_timeout)
+        window = make_window(since, None, None, reconnect_window, idle_timeout, db=db)
         open_recording(db).close()  # a clear error for a missing or foreign file
         if follow:
             job = monitor_follow(db, window, interval, out, once=once)

@@ -137,6 +137,11 @@ LOW_OPEN_FILES = 4096
     type=click.Path(dir_okay=False, path_type=Path),
     help="The private key of --tls-cert, when it is not in the same file.",
 )
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Serve the web app over the recording, live, at /_sentinel/ui/ on the proxy's port.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print no line per session.")
 def proxy(
     listen: str,
@@ -157,6 +162,7 @@ def proxy(
     insecure_upstream: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
+    web: bool,
     quiet: bool,
 ) -> None:
     """Relay HTTP and WebSocket traffic to UPSTREAM and record every session.
@@ -197,7 +203,10 @@ def proxy(
             insecure_upstream=insecure_upstream,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            web=web,
         )
+        if web and no_record:
+            raise ConfigError("--web shows the recording: it cannot go with --no-record")
         if tls_key is not None and tls_cert is None:
             raise ConfigError("--tls-key goes with --tls-cert")
         if admin_token is not None and not admin_token.strip():
@@ -234,6 +243,8 @@ def proxy(
                 f"  warning: listening on {config.listen_host}, reachable from other machines",
                 err=True,
             )
+        if config.web:
+            click.echo(f"  web app       {server.url}/_sentinel/ui/")
         click.echo(f"Point your frontend at {server.url} (Ctrl-C to stop)")
 
     def say(line: str) -> None:

@@ -54,6 +54,7 @@ from sentinel_ws_proxy.render import (
     jsonable,
     message_json,
     result_table,
+    search_results,
     session_json,
     sessions_table,
     show_session,
@@ -95,15 +96,15 @@ def sessions(
     until: str | None,
     run_id: int | None,
     limit: int,
-    reconnect_window: float,
-    idle_timeout: float,
+    reconnect_window: float | None,
+    idle_timeout: float | None,
     as_json: bool,
 ) -> None:
     """List recorded sessions, one line each, with their verdict.
 
     The verdict is the session's failure category (see `sentinel-ws failures`).
     """
-    window = make_window(since, until, run_id, reconnect_window, idle_timeout)
+    window = make_window(since, until, run_id, reconnect_window, idle_timeout, db=db)
     with open_recording(db) as recording:
         classified = classify_recording(recording, window)
         matching = select_sessions(
@@ -165,8 +166,8 @@ def show(
     db: Path,
     payloads: bool,
     wire_frames: bool,
-    reconnect_window: float,
-    idle_timeout: float,
+    reconnect_window: float | None,
+    idle_timeout: float | None,
     as_json: bool,
 ) -> None:
     """Show one session: handshake, message timeline, close and verdict.
@@ -174,7 +175,7 @@ def show(
     Fragmented messages are shown joined, with their number of frames;
     --frames lists the wire frames as they crossed the proxy.
     """
-    window = make_window(None, None, None, reconnect_window, idle_timeout)
+    window = make_window(None, None, None, reconnect_window, idle_timeout, db=db)
     with open_recording(db) as recording:
         try:
             row = recording.session_row(session_id)
@@ -206,23 +207,71 @@ def failures(
     db: Path,
     since: str | None,
     until: str | None,
-    reconnect_window: float,
-    idle_timeout: float,
+    reconnect_window: float | None,
+    idle_timeout: float | None,
     as_json: bool,
 ) -> None:
     """Classify every session, count the failures, and say what to fix.
 
-    Each session falls in exactly one category: clean, navigation, client_gone,
-    server_drop, server_error, rejected, not_found, upstream_unreachable,
-    idle_timeout, too_big, protocol_error, proxy_shutdown, open or other.
+    Each session falls in exactly one category, a failure or an expected
+    ending (navigation, client_gone, clean, proxy_shutdown, injected, open):
+    see the README's category table. Then the server-side incidents, each
+    failure's recovery (when that client was back, its retries and backoff),
+    the failed HTTP requests around the sockets, and per category the
+    evidence, likely causes and what to try.
     """
-    window = make_window(since, until, None, reconnect_window, idle_timeout)
+    window = make_window(since, until, None, reconnect_window, idle_timeout, db=db)
     with open_recording(db) as recording:
         report = failure_report(recording, window)
     if as_json:
         print_json(report.as_json())
         return
     failures_report(console(), report, failures_headline(report, str(db)))
+
+
+@cli.command()
+@click.argument("query")
+@db_option
+@click.option("--session", "session_id", type=int, metavar="ID", help="Only in this session.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Show the newest N matches.",
+)
+@json_option
+def search(query: str, db: Path, session_id: int | None, limit: int, as_json: bool) -> None:
+    """Find messages (and close reasons) by their text, newest first.
+
+    Words match anywhere in a message, whatever their case; AND, OR, NOT,
+    "phrases" and prefix* work as in SQLite FTS5. KEY:VALUE matches JSON
+    messages (Socket.IO packets too) holding KEY with VALUE at any depth;
+    a.b:VALUE names the path. The index is built on first use in a file next
+    to the recording (RECORDING.search), then kept up to date; the recording
+    itself is only read. Exit status 1 when nothing matches.
+
+    \b
+    Examples:
+      sentinel-ws search "failed to send"
+      sentinel-ws search event_type:mission_updated mission_id:7
+      sentinel-ws search "timeout OR refused" --session 12 --json
+    """
+    from sentinel_ws_proxy.recording.search import SearchError, SearchIndex
+
+    with open_recording(db) as recording:
+        index = SearchIndex(db)
+        try:
+            hits, more = index.search(recording, query, session_id=session_id, limit=limit)
+        except SearchError as exc:
+            fail(str(exc))
+            return
+    if as_json:
+        print_json({"query": query, "hits": [h.as_json() for h in hits], "more": more})
+    else:
+        search_results(console(), query, hits, more, str(db))
+    if not hits:
+        sys.exit(1)  # as grep does: scripts can tell "found" from "not found"
 
 
 @cli.command()

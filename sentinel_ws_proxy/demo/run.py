@@ -12,7 +12,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sentinel_ws_proxy.analysis.report import FailureReport, Window, failure_report
+from sentinel_ws_proxy.analysis.report import (
+    FailureReport,
+    Window,
+    failure_report,
+    recorded_thresholds,
+)
 from sentinel_ws_proxy.demo.scenarios import DEMO_IDLE_THRESHOLD, SCENARIOS, Context
 from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
 from sentinel_ws_proxy.errors import RecordingError
@@ -89,12 +94,26 @@ async def run_demo(db: Path, console: Console) -> DemoResult:
         if proxy.proxy is not None:
             await proxy.stop()
         await runner.cleanup()
+    record_thresholds(db)
     return classify_demo(db)
+
+
+def record_thresholds(db: Path) -> None:
+    """The demo server's idle timeout is 1.5 s: every reader should classify with 1 s."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('idle_timeout', ?)",
+                [str(DEMO_IDLE_THRESHOLD)],
+            )
+    finally:
+        conn.close()
 
 
 def classify_demo(db: Path) -> DemoResult:
     with Recording(db) as recording:
-        report = failure_report(recording, Window(idle_timeout=DEMO_IDLE_THRESHOLD))
+        report = failure_report(recording, Window(**recorded_thresholds(recording)))
         first_by_agent: dict[str, int] = {}
         for session_id, agent in recording.conn.execute(
             "SELECT id, user_agent FROM sessions ORDER BY id"
@@ -125,7 +144,7 @@ def print_demo_report(console: Console, result: DemoResult, db: Path) -> None:
     failures_report(
         console,
         result.report,
-        f"sentinel-ws failures --db {db} --idle-timeout {DEMO_IDLE_THRESHOLD:g}: "
+        f"sentinel-ws failures --db {db}: "
         + failures_headline(result.report, str(db)).split(": ", 1)[1],
     )
     navigation = result.outcomes["page navigation"][2]

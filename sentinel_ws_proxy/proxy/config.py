@@ -63,6 +63,8 @@ class ProxyConfig:
     # Serve the proxy itself over TLS (https/wss), for frontends served over https.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Serve the web app over the recording under /_sentinel/ui/ (proxy --web).
+    web: bool = False
 
     def listen_tls(self) -> ssl.SSLContext | None:
         if self.tls_cert is None:

@@ -100,6 +100,11 @@ class Proxy:
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[admin.guard(self.config.admin_token)])
+        if self.config.web and self.config.db_path is not None:
+            from sentinel_ws_proxy.web.app import mount
+            from sentinel_ws_proxy.web.view import RecordingView
+
+            mount(app, RecordingView(self.config.db_path))
         app.add_routes(admin.routes(self))
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app

@@ -192,6 +192,20 @@ class Recording:
             for c in TABLES[table]
         )
 
+    def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Every row of a query; text decoded at C speed, with replacements only when a
+        value is not UTF-8 (a hand-edited or damaged file)."""
+        self.conn.text_factory = str
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+            self.conn.text_factory = _text
+            return self.conn.execute(sql, params).fetchall()
+        finally:
+            self.conn.text_factory = _text
+
     def has_table(self, table: str) -> bool:
         return bool(self._present.get(table))
 
@@ -217,7 +231,7 @@ class Recording:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at, id"
-        return self._ended([SessionRow(*row) for row in self.conn.execute(sql, params)])
+        return self._ended([SessionRow(*row) for row in self.fetch(sql, params)])
 
     def _ended(self, rows: list[SessionRow]) -> list[SessionRow]:
         """Open sessions of a crashed run, as the next proxy will close them."""
@@ -256,7 +270,7 @@ class Recording:
         select = self.columns("sessions")
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            cursor = self.conn.execute(
+            cursor = self.fetch(
                 f"SELECT {select} FROM sessions WHERE id IN ({','.join('?' * len(chunk))})", chunk
             )
             for row in self._ended([SessionRow(*r) for r in cursor]):
@@ -270,11 +284,25 @@ class Recording:
         return row
 
     def frame_rows(self, session_id: int) -> list[FrameRow]:
-        cursor = self.conn.execute(
+        rows = self.fetch(
             f"SELECT {self.columns('frames')} FROM frames WHERE session_id = ? ORDER BY id",
             [session_id],
         )
-        return [FrameRow(*row) for row in cursor]
+        return [FrameRow(*row) for row in rows]
+
+    def frames_after(self, frame_id: int, limit: int) -> list[FrameRow]:
+        """The next `limit` wire frames of the whole recording after `frame_id`, in id order."""
+        rows = self.fetch(
+            f"SELECT {self.columns('frames')} FROM frames WHERE id > ? ORDER BY id LIMIT ?",
+            [frame_id, limit],
+        )
+        return [FrameRow(*row) for row in rows]
+
+    def meta(self, key: str) -> str | None:
+        if not self.has_table("meta"):
+            return None
+        found = self.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if found is None else str(found[0])
 
     def messages(self, session_id: int) -> list[Message]:
         return join_messages(self.frame_rows(session_id))

@@ -96,7 +96,11 @@ def columns_of(row_type: type) -> tuple[Column, ...]:
 class MetaRow:
     table: ClassVar[str] = "meta"
     about: ClassVar[str] = "facts about the file"
-    key: str | None = column("`schema_version`; `hash_salt` (the key of `cookie_hash`)")
+    key: str | None = column(
+        "`schema_version`; `hash_salt` (the key of `cookie_hash`); optionally `idle_timeout` "
+        "and `reconnect_window`, the thresholds readers classify with unless told otherwise "
+        "(the demo sets `idle_timeout`)"
+    )
     value: str | None = column("its value")
 
 
