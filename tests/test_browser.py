@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from sentinel_ws_proxy.cli import cli
 from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
-from tests.conftest import CHROMIUM_FLAGS, chromium_path, rows, running_proxy
+from tests.conftest import CHROMIUM_FLAGS, chromium_path, rows, running_proxy, within
 
 OPEN = "document.body.dataset.socket === 'open'"
 
@@ -114,3 +114,66 @@ async def test_demo_frontend_recovers_from_an_injected_crash(tmp_path, async_pla
     # The page waits 0.5 s before its first reconnect.
     assert incident["recovered"] is True and 0.45 <= incident["recovered_after"] < 5
     print(f"the demo page came back {incident['recovered_after']:.3f} s after the injected 1011")
+
+
+def readme_fault_example() -> list[list[str]]:
+    """The `sentinel-ws fault` commands of the README's worked example, in order."""
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text[text.index("A worked example with the demo app") :].split("```")[1]
+    return [
+        shlex.split(line.split("#")[0])[1:]
+        for line in block.splitlines()
+        if line.startswith("sentinel-ws fault ")
+    ]
+
+
+@pytest.mark.timeout(90)
+async def test_the_readme_fault_example_works_as_written(tmp_path, async_playwright):
+    """demo --serve, a page in Chromium, then the README's commands in the README's order."""
+    import re
+    import signal
+
+    from tests.test_cli import cli_process
+
+    commands = readme_fault_example()
+    assert [c[:2] for c in commands] == [["fault", "add"], ["fault", "close"]]
+    db = tmp_path / "demo.db"
+    demo = await cli_process("demo", "--serve", "--db", str(db), "--listen", "127.0.0.1:0")
+    try:
+        url = None
+        while url is None:
+            line = (await within(demo.stdout.readline(), 30)).decode()
+            assert line, (await demo.stderr.read()).decode()
+            found = re.search(r"Proxy on (http://\S+),", line)
+            url = found.group(1) if found else None
+        executable = chromium_path()
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=executable, args=CHROMIUM_FLAGS, timeout=30_000
+            )
+            try:
+                page = await browser.new_page()
+                page.set_default_timeout(20_000)
+                await page.goto(url + "/")
+                await page.wait_for_function(OPEN)
+                before = await page.evaluate("document.body.dataset.connectionId")
+                listed = CliRunner().invoke(cli, ["sessions", "--json", "--db", str(db)])
+                (open_session,) = [s for s in json.loads(listed.output) if s["ended_at"] is None]
+                for command in commands:
+                    args = [str(open_session["id"]) if a == "3" else a for a in command]
+                    ran = CliRunner().invoke(cli, [*args, "--proxy", url])
+                    assert ran.exit_code == 0, ran.output
+                await wait_for_new_connection(page, before)
+            finally:
+                await browser.close()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        await within(demo.wait(), 30)
+    report = json.loads(CliRunner().invoke(cli, ["failures", "--json", "--db", str(db)]).output)
+    crashed = next(r for r in report["recovery"] if r["session_id"] == open_session["id"])
+    assert [r["status"] for r in crashed["retries"]] == [503, 503, 503]
+    assert crashed["recovered"] and 6 < crashed["recovered_after"] < 12  # 0.5+1+2+4 s
+    print(f"the page was back {crashed['recovered_after']:.1f} s after the injected close")

@@ -82,6 +82,9 @@ def report(db: Path) -> dict:
         ("reject status=200", "HTTP error status"),
         ("close reason='unclosed", "No closing quotation"),
         ("", "empty fault spec"),
+        ("bandwidth rate=fast", "is not a rate"),
+        ("bandwidth rate=0KB/s", "is not a rate"),
+        ("bandwidth code=1000", "bandwidth has no setting 'code'"),
     ],
 )
 def test_malformed_specs_get_one_line(text, message):
@@ -92,10 +95,13 @@ def test_malformed_specs_get_one_line(text, message):
 
 def test_spec_values():
     spec = parse_spec("close code=4000 reason='server restart' after=1.5s every=2m count=3")
-    assert (spec.code, spec.reason, spec.after, spec.every, spec.count) == (
+    assert (spec.action.code, spec.action.reason, spec.after, spec.every, spec.count) == (
         4000, "server restart", 1.5, 120.0, 3,
     )  # fmt: skip
-    assert parse_spec("stall").dir == "s2c" and parse_spec("latency ms=200").dir == "both"
+    assert parse_spec("stall").action.dir == "s2c"
+    assert parse_spec("latency ms=200").action.dir == "both"
+    assert parse_spec("bandwidth rate=10KB/s").action.rate == 10240
+    assert parse_spec("bandwidth rate=1.5MiB/s dir=s2c").action.rate == 1.5 * 1024 * 1024
     assert parse_spec("latency ms=200ms after=500ms").after == 0.5
 
 
@@ -185,6 +191,25 @@ async def test_latency_delays_each_frame(upstream, db):
         await proxy.stop_once()
     delayed = rows(db, "SELECT count(*) FROM frames WHERE fault_action = 'delayed'")
     assert delayed[0][0] == 2
+
+
+async def test_bandwidth_holds_frames_to_the_rate(upstream, db):
+    """bandwidth rate=200KB/s: 10 frames of 10,240 bytes take at least 0.45 s to arrive."""
+    url, _ = upstream
+    async with running_proxy(url, db, faults=faults("bandwidth rate=200KB/s dir=s2c")) as proxy:
+        ws = await within(websockets.connect(ws_url(proxy.url, "/ws"), compression=None))
+        started = time.monotonic()
+        for _ in range(10):
+            await ws.send("binary 10240")
+        got = [await within(ws.recv()) for _ in range(10)]
+        took = time.monotonic() - started
+        await ws.close()
+        await proxy.stop_once()
+    assert all(len(m) == 10240 and m == (bytes(range(256)) * 40) for m in got)  # intact
+    # The link's lower bound: 102,400 bytes at 204,800 bytes a second, less the first frame.
+    assert took >= 9 * 10240 / (200 * 1024) - 0.01, took
+    (delayed,) = rows(db, "SELECT count(*) FROM fault_events WHERE action = 'delay'")
+    assert delayed[0] == 10
 
 
 async def test_drop_removes_matching_messages_only(upstream, db):
@@ -397,7 +422,7 @@ def test_malformed_fault_on_the_command_line(tmp_path):
     result = CliRunner().invoke(
         cli, ["proxy", "--fault", "stall dir=up", "--db", str(tmp_path / "r.db")]
     )
-    assert result.exit_code == 2 and "dir must be c2s, s2c or both" in result.output
+    assert result.exit_code == 2 and "must be c2s, s2c or both" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
@@ -460,3 +485,13 @@ async def test_a_malformed_authorization_header_is_a_401_not_a_500(echo_upstream
 def test_an_empty_admin_token_is_refused():
     result = CliRunner().invoke(cli, ["proxy", "--admin-token", "", "--no-record"])
     assert result.exit_code == 2 and "must not be empty" in result.output
+
+
+def test_readme_fault_table_is_the_registry():
+    from pathlib import Path
+
+    from sentinel_ws_proxy.faults.actions import actions_markdown
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = text.index("<!-- faults:start -->") + len("<!-- faults:start -->")
+    assert text[start : text.index("<!-- faults:end -->")].strip() == actions_markdown()

@@ -43,8 +43,9 @@ def demo(serve: bool, db: Path, listen: str) -> None:
 
     Without options: records scripted clients through the three Sentinel
     troubleshooting stories and more (clean, navigation, killed tab, wrong
-    Origin, wrong path, server drop, server error, idle timeout) to
-    recordings/demo.db, then prints the failures report. Needs nothing else
+    Origin, wrong path, server drop, server error, idle timeout, a 1012
+    restart, a frozen client) to recordings/demo.db, then prints the
+    failures report. Needs nothing else
     running and takes a few seconds. Exit status 1 if a scenario was not
     classified as expected.
 

@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from sentinel_ws_proxy.cli.app import cli, console, fail, json_option, print_json
-from sentinel_ws_proxy.faults.spec import FaultSpecError, parse_spec
+from sentinel_ws_proxy.faults.actions import ACTIONS
+from sentinel_ws_proxy.faults.spec import FaultSpecError, grammar, parse_spec
 from sentinel_ws_proxy.proxy.config import DEFAULT_LISTEN
 
 proxy_option = click.option(
@@ -48,21 +49,22 @@ def call(proxy_url: str, token: str | None, method: str, path: str, body: str | 
         fail(f"cannot reach the proxy at {proxy_url} ({reason}); is sentinel-ws proxy running?")
 
 
-@cli.group()
-def fault() -> None:
-    """Inject faults into a running proxy: prove the frontend's reconnection logic.
+FAULT_HELP = f"""Inject faults into a running proxy: prove the frontend's reconnection logic.
 
-    \b
-    Specs (the same as proxy --fault):
-      close code=1011 reason=TEXT     client gets that close, upstream 1001
-      abort                           both TCP connections cut, no close frame
-      stall dir=s2c then=close hold=10s   stop forwarding, TCP left open
-      latency ms=200 jitter=50 dir=both
-      drop dir=both probability=0.5 match=TEXT
-      reject status=503 retry_after=5
-    Scope: path=GLOB client=ADDR. Triggers: after=10s every=30s
-    after_messages=N probability=P count=N duration=60s seed=N.
-    """
+\b
+Specs (the same as proxy --fault):
+{grammar()}
+
+\b
+Example:
+  sentinel-ws fault add reject status=503 count=3 path=/ws/mission-updates
+  sentinel-ws fault close 3 code=1011
+"""
+
+
+@cli.group(help=FAULT_HELP)
+def fault() -> None:
+    pass
 
 
 @fault.command("add")
@@ -127,7 +129,14 @@ def clear(proxy_url: str, token: str | None) -> None:
 
 
 def _act(action: str) -> click.Command:
-    @fault.command(action)
+    settings = ", ".join(f"{k}= ({s.help})" for k, s in ACTIONS[action].settings().items())
+
+    @fault.command(
+        action,
+        help=f"On one live session, now: {ACTIONS[action].summary}."
+        f"{f' Settings: {settings}.' if settings else ''}\n\n"
+        f"Example: sentinel-ws fault {action} 12",
+    )
     @click.argument("session_id", type=int)
     @click.argument("settings", nargs=-1)
     @proxy_option
@@ -140,13 +149,9 @@ def _act(action: str) -> click.Command:
         done = call(proxy_url, token, "POST", path, "")
         click.echo(f"session {session_id}: {action} (fault {done['fault']})")
 
-    command.__doc__ = {
-        "close": "Close one live session now (code=1011 reason=... allowed).",
-        "abort": "Cut one live session's TCP connections now, with no close frame.",
-        "stall": "Stall one live session now (dir=s2c then=close hold=10s allowed).",
-    }[action]
     return command
 
 
-for _action in ("close", "abort", "stall"):
-    _act(_action)
+for _name, _action in ACTIONS.items():
+    if _action.on_one_connection:
+        _act(_name)

@@ -22,15 +22,21 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sentinel_ws_proxy.events import Event, FaultAdded, FaultFired, FaultRemoved
+from sentinel_ws_proxy.faults.actions import Decision, Target
 from sentinel_ws_proxy.faults.spec import FaultSpec
 
-if TYPE_CHECKING:
-    from sentinel_ws_proxy.proxy.relay import Relay
 
-CONNECTION_ACTIONS = ("close", "abort", "stall")
+class Connection(Target, Protocol):
+    """What the engine reads of a connection, besides what faults do to it (Target)."""
+
+    path: str
+    client_addr: str
+    opened_at: float
+    frames: dict[str, int]
+    watch_messages: bool
 
 
 @dataclass
@@ -41,6 +47,8 @@ class Fault:
     rng: random.Random
     fired: int = 0
     removed_at: float | None = None
+    # A message fault's own memory per connection (bandwidth: when the link is free).
+    state: dict[Any, Any] = field(default_factory=dict)
 
     def live(self, now: float) -> bool:
         s = self.spec
@@ -60,7 +68,7 @@ class Fault:
         return {
             "id": self.id,
             "spec": self.spec.text,
-            "action": self.spec.action,
+            "action": self.spec.name,
             "settings": self.spec.as_dict(),
             "created_at": self.created_at,
             "fired": self.fired,
@@ -81,8 +89,8 @@ class FaultEngine:
         self._emit = emit
         self._ids = itertools.count(first_id)
         self.faults: dict[int, Fault] = {}
-        self.message_faults: list[Fault] = []  # latency and drop, checked per frame
-        self._relays: dict[int, Relay] = {}
+        self.message_faults: list[Fault] = []  # latency, drop, bandwidth: checked per frame
+        self._relays: dict[int, Connection] = {}
         self._attached: dict[int, Attachment] = {}
 
     # -- managing faults ------------------------------------------------------
@@ -96,12 +104,12 @@ class FaultEngine:
         self._emit(FaultAdded(fault.id, now, spec.text))
         if spec.duration is not None:
             asyncio.get_running_loop().call_later(spec.duration, self.remove, fault.id)
-        if spec.action in CONNECTION_ACTIONS:
+        if spec.action.kind == "connection":
             for relay in list(self._relays.values()):
                 self._arm(fault, relay, self._attachment(relay))
         return fault
 
-    def act(self, relay: Relay, spec: FaultSpec) -> Fault:
+    def act(self, relay: Connection, spec: FaultSpec) -> Fault:
         """Apply a connection fault to one live connection, once, now."""
         now = time.time()
         fault = Fault(next(self._ids), spec, now, random.Random(spec.seed))
@@ -138,38 +146,43 @@ class FaultEngine:
 
     # -- handshakes -------------------------------------------------------------
 
-    def on_handshake(self, session_id: int, path: str, client: str) -> Fault | None:
-        """A reject fault that answers this handshake instead of the upstream, if any."""
+    def on_handshake(self, session_id: int, path: str, client: str) -> Rejection | None:
+        """A fault's answer to this handshake instead of the upstream's, if any."""
         now = time.time()
         for fault in list(self.faults.values()):
             s = fault.spec
-            if s.action != "reject" or not fault.live(now) or not fault.scope(path, client):
+            if s.action.kind != "handshake" or not fault.live(now):
                 continue
-            if fault.rng.random() < s.probability:
-                self.fire(fault, session_id, "reject", f"answered {s.status}")
-                return fault
+            if not fault.scope(path, client) or fault.rng.random() >= s.probability:
+                continue
+            status, headers = s.action.rejection()
+            self.fire(fault, session_id, s.name, f"answered {status}")
+            return Rejection(fault.id, s.text, status, headers)
         return None
 
     # -- connections ----------------------------------------------------------------
 
-    def attach(self, relay: Relay) -> None:
+    def attach(self, relay: Connection) -> None:
         self._relays[relay.session_id] = relay
         for fault in list(self.faults.values()):
-            if fault.spec.action in CONNECTION_ACTIONS:
+            if fault.spec.action.kind == "connection":
                 self._arm(fault, relay, self._attachment(relay))
 
-    def _attachment(self, relay: Relay) -> Attachment:
+    def _attachment(self, relay: Connection) -> Attachment:
         # Made only for connections a fault looks at: idle ones cost nothing here.
         return self._attached.setdefault(relay.session_id, Attachment())
 
-    def detach(self, relay: Relay) -> None:
+    def detach(self, relay: Connection) -> None:
         self._relays.pop(relay.session_id, None)
         attachment = self._attached.pop(relay.session_id, None)
         if attachment is not None:
             for timer in attachment.timers:
                 timer.cancel()
+        for fault in self.message_faults:
+            for key in [k for k in fault.state if k[0] == relay.session_id]:
+                del fault.state[key]
 
-    def _arm(self, fault: Fault, relay: Relay, attachment: Attachment) -> None:
+    def _arm(self, fault: Fault, relay: Connection, attachment: Attachment) -> None:
         s = fault.spec
         if not fault.live(time.time()) or not fault.scope(relay.path, relay.client_addr):
             return
@@ -182,41 +195,36 @@ class FaultEngine:
         delay = max(0.0, relay.opened_at + s.after - time.time())
         self._schedule(fault, relay, attachment, delay)
 
-    def _schedule(self, fault: Fault, relay: Relay, attachment: Attachment, delay: float) -> None:
+    def _schedule(
+        self, fault: Fault, relay: Connection, attachment: Attachment, delay: float
+    ) -> None:
         loop = asyncio.get_running_loop()
         attachment.timers.append(loop.call_later(delay, self._strike, fault, relay, attachment))
 
-    def _strike(self, fault: Fault, relay: Relay, attachment: Attachment) -> None:
+    def _strike(self, fault: Fault, relay: Connection, attachment: Attachment) -> None:
         if relay.session_id not in self._relays or not fault.live(time.time()):
             return
-        s = fault.spec
-        if s.action == "close":
-            self.fire(fault, relay.session_id, "close", f"client {s.code}, upstream 1001")
-            relay.inject_close(s.code, s.reason, fault.id)
-        elif s.action == "abort":
-            self.fire(fault, relay.session_id, "abort", "both connections cut")
-            relay.inject_abort(fault.id)
-        else:
-            self.fire(fault, relay.session_id, "stall", f"dir={s.dir}")
-            relay.stall(s.dir, fault.id)
-            if s.then is not None:
-                loop = asyncio.get_running_loop()
-                attachment.timers.append(loop.call_later(s.hold, self._then, fault, relay))
-        if s.every is not None and s.action == "stall":
-            self._schedule(fault, relay, attachment, s.every)
+        action = fault.spec.action
+        # Fired before it acts: the recording says why before the frames it causes.
+        self.fire(fault, relay.session_id, action.name, action.describe())
+        action.strike(relay, fault.id)
+        ending = action.after_stall()
+        if ending is not None:
+            loop = asyncio.get_running_loop()
+            attachment.timers.append(loop.call_later(ending[1], self._then, fault, relay))
+        if fault.spec.every is not None and action.repeats:
+            self._schedule(fault, relay, attachment, fault.spec.every)
 
-    def _then(self, fault: Fault, relay: Relay) -> None:
+    def _then(self, fault: Fault, relay: Connection) -> None:
         if relay.session_id not in self._relays:
             return
-        s = fault.spec
-        if s.then == "close":
-            self.fire(fault, relay.session_id, "close", f"after a {s.hold:g} s stall")
-            relay.inject_close(s.code, s.reason, fault.id)
-        else:
-            self.fire(fault, relay.session_id, "abort", f"after a {s.hold:g} s stall")
-            relay.inject_abort(fault.id)
+        action = fault.spec.action
+        ending = action.after_stall()
+        assert ending is not None
+        self.fire(fault, relay.session_id, ending[0], f"after a {ending[1]:g} s stall")
+        action.end(relay, fault.id)
 
-    def on_message(self, relay: Relay) -> None:
+    def on_message(self, relay: Connection) -> None:
         """Count-based triggers: called per frame only on connections that have one."""
         attachment = self._attached.get(relay.session_id)
         if attachment is None:
@@ -230,18 +238,18 @@ class FaultEngine:
     # -- frames ------------------------------------------------------------------------
 
     def matches_payload(self, direction: str) -> bool:
-        """Does a drop fault look at payloads in this direction (so frames wait to be seen)?"""
+        """Does a fault look at payloads in this direction (so frames wait to be seen)?"""
         return any(
-            f.spec.action == "drop" and f.spec.match is not None and f.spec.applies_to(direction)
+            f.spec.action.needs_payload() and f.spec.applies_to(direction)
             for f in self.message_faults
         )
 
     def on_frame(
-        self, relay: Relay, direction: str, payload: bytes
-    ) -> tuple[str, int, float] | None:
-        """('drop', fault id, 0) or ('delay', fault id, seconds) for this frame, or None."""
+        self, relay: Connection, direction: str, payload: bytes, size: int
+    ) -> tuple[Decision, int] | None:
+        """What the message faults do to this frame, and which fault did it, or None."""
         now = time.time()
-        delay, delayed_by = 0.0, None
+        held, held_by = 0.0, None
         for fault in self.message_faults:
             s = fault.spec
             if not s.applies_to(direction) or not fault.live(now):
@@ -251,17 +259,28 @@ class FaultEngine:
             seen = relay.frames["c2s"] + relay.frames["s2c"]
             if s.after_messages is not None and seen < s.after_messages:
                 continue
-            if s.action == "drop":
-                if s.match is not None and s.match.encode() not in payload:
-                    continue
-                if fault.rng.random() < s.probability:
-                    self.fire(fault, relay.session_id, "drop", f"{direction}, {len(payload)} bytes")
-                    return "drop", fault.id, 0.0
-            elif fault.rng.random() < s.probability:
-                extra = (s.ms + fault.rng.uniform(-s.jitter, s.jitter)) / 1000
-                if extra > 0:
-                    self.fire(
-                        fault, relay.session_id, "delay", f"{direction}, {extra * 1000:.0f} ms"
-                    )
-                    delay, delayed_by = delay + extra, fault.id
-        return ("delay", delayed_by, delay) if delayed_by is not None else None
+            if fault.rng.random() >= s.probability:
+                continue
+            key = (relay.session_id, direction)
+            found = s.action.on_frame(
+                fault.state, key, direction, payload, size, now, fault.rng.random()
+            )
+            if found is None:
+                continue
+            if found.drop:
+                self.fire(fault, relay.session_id, "drop", found.detail)
+                return found, fault.id
+            self.fire(fault, relay.session_id, "delay", found.detail)
+            if found.release_at > held:
+                held, held_by = found.release_at, fault.id
+        return None if held_by is None else (Decision(release_at=held), held_by)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A fault's answer to a handshake, for the proxy to send."""
+
+    fault_id: int
+    spec: str
+    status: int
+    headers: dict[str, str]

@@ -1,40 +1,63 @@
-"""The fault spec grammar, the same on the command line, in the API and in recordings.
+"""The fault spec grammar, the same on the command line, in the API and in recordings:
 
     ACTION [key=value ...]
 
-    close   code=1011 reason=TEXT          the client gets a close frame, the upstream 1001
-    abort                                  both TCP connections cut, no close frame
-    stall   dir=s2c then=close|abort hold=10s   stop forwarding, keep TCP open
-    latency ms=200 jitter=50 dir=both      delay each frame
-    drop    dir=both probability=P match=TEXT   drop matching messages
-    reject  status=503 retry_after=N       refuse handshakes without asking the upstream
-
-Scope: path=GLOB client=ADDR. Triggers: after=10s every=30s after_messages=N
-probability=P count=N duration=60s seed=N. Values with spaces are quoted:
+ACTION and its own settings come from faults/actions.py; every fault also takes a
+scope (path=GLOB client=ADDR) and triggers (after=10s every=30s after_messages=N
+probability=P count=N duration=60s seed=N). Values with spaces are quoted:
 reason='server restart'.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-ACTIONS = ("close", "abort", "stall", "latency", "drop", "reject")
-COMMON = {"path", "client", "after", "every", "after_messages", "probability", "count",
-          "duration", "seed"}  # fmt: skip
-SPECIFIC = {
-    "close": {"code", "reason"},
-    "abort": set(),
-    "stall": {"dir", "then", "hold", "code", "reason"},
-    "latency": {"dir", "ms", "jitter"},
-    "drop": {"dir", "match"},
-    "reject": {"status", "retry_after"},
+from sentinel_ws_proxy.faults.actions import (
+    ACTIONS,
+    Action,
+    duration,
+    integer,
+    number,
+    text,
+)
+
+
+def _at_least_one(value: str) -> int:
+    found = integer(value)
+    if found < 1:
+        raise ValueError("must be at least 1")
+    return found
+
+
+def _probability(value: str) -> float:
+    found = number(value)
+    if not 0 <= found <= 1:
+        raise ValueError("must be between 0 and 1")
+    return found
+
+
+def _positive_duration(value: str) -> float:
+    found = duration(value)
+    if found <= 0:
+        raise ValueError("must be more than 0")
+    return found
+
+
+# Scope and triggers, which every fault takes.
+COMMON: dict[str, Callable[[str], Any]] = {
+    "path": text,
+    "client": text,
+    "after": duration,
+    "every": _positive_duration,
+    "after_messages": _at_least_one,
+    "probability": _probability,
+    "count": _at_least_one,
+    "duration": duration,
+    "seed": integer,
 }
-# Close codes an endpoint may put in a close frame (1005, 1006, 1015 may not).
-SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
 
 class FaultSpecError(ValueError):
@@ -43,20 +66,10 @@ class FaultSpecError(ValueError):
 
 @dataclass(frozen=True)
 class FaultSpec:
-    action: str
+    action: Action
     text: str
     path: str | None = None
     client: str | None = None
-    dir: str = "both"
-    code: int = 1011
-    reason: str = ""
-    then: str | None = None
-    hold: float = 10.0
-    ms: float = 0.0
-    jitter: float = 0.0
-    match: str | None = None
-    status: int = 503
-    retry_after: int | None = None
     after: float = 0.0
     every: float | None = None
     after_messages: int | None = None
@@ -65,89 +78,69 @@ class FaultSpec:
     duration: float | None = None
     seed: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    @property
+    def name(self) -> str:
+        return self.action.name
 
     @property
     def per_message(self) -> bool:
-        return self.action in ("latency", "drop")
+        return self.action.kind == "message"
 
     def applies_to(self, direction: str) -> bool:
-        return self.dir in ("both", direction)
+        return getattr(self.action, "dir", "both") in ("both", direction)
+
+    def as_dict(self) -> dict[str, Any]:
+        common = {k: getattr(self, k) for k in COMMON if getattr(self, k) is not None}
+        return {"action": self.name, **self.action.values(), **common}
 
 
-def seconds(value: str, key: str, text: str) -> float:
-    found = DURATION.match(value.strip())
-    if not found:
-        raise FaultSpecError(f"fault {text!r}: {key}={value!r} is not a duration (10s, 500ms, 2m)")
-    number, unit = found.groups()
-    return float(number) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[unit]
-
-
-def parse_spec(text: str) -> FaultSpec:
+def parse_spec(spec: str) -> FaultSpec:
     """Parse one spec string; raises FaultSpecError with a one-line explanation."""
     try:
-        words = shlex.split(text)
+        words = shlex.split(spec)
     except ValueError as exc:
-        raise FaultSpecError(f"fault {text!r}: {exc}") from None
+        raise FaultSpecError(f"fault {spec!r}: {exc}") from None
     if not words:
         raise FaultSpecError("empty fault spec: expected one of " + ", ".join(ACTIONS))
-    action, settings = words[0].lower(), words[1:]
-    if action not in ACTIONS:
+    name, settings = words[0].lower(), words[1:]
+    action = ACTIONS.get(name)
+    if action is None:
         raise FaultSpecError(
-            f"fault {text!r}: unknown action {action!r} (one of {', '.join(ACTIONS)})"
+            f"fault {spec!r}: unknown action {name!r} (one of {', '.join(ACTIONS)})"
         )
-    allowed = COMMON | SPECIFIC[action]
+    own = action.settings()
+    allowed = {**{k: s.parse for k, s in own.items()}, **COMMON}
     values: dict[str, Any] = {}
     for word in settings:
         key, sep, value = word.partition("=")
         if not sep:
-            raise FaultSpecError(f"fault {text!r}: expected key=value, got {word!r}")
+            raise FaultSpecError(f"fault {spec!r}: expected key=value, got {word!r}")
         if key not in allowed:
             raise FaultSpecError(
-                f"fault {text!r}: {action} has no setting {key!r} "
+                f"fault {spec!r}: {name} has no setting {key!r} "
                 f"(it takes {', '.join(sorted(allowed))})"
             )
-        values[key] = _convert(key, value, text)
-    if action == "stall" and "dir" not in values:
-        values["dir"] = "s2c"
-    _check(action, values, text)
-    return FaultSpec(action=action, text=text.strip(), **values)
-
-
-def _convert(key: str, value: str, text: str) -> Any:
+        try:
+            values[key] = allowed[key](value)
+        except ValueError as exc:
+            raise FaultSpecError(f"fault {spec!r}: {key}={value!r} {exc}") from None
     try:
-        if key in ("after", "every", "duration", "hold"):
-            return seconds(value, key, text)
-        if key in ("ms", "jitter", "probability"):
-            return float(value.removesuffix("ms")) if key != "probability" else float(value)
-        if key in ("code", "status", "retry_after", "after_messages", "count", "seed"):
-            return int(value)
-    except FaultSpecError:
-        raise
-    except ValueError:
-        raise FaultSpecError(f"fault {text!r}: {key}={value!r} is not a number") from None
-    return value
+        chosen = action(**{k: v for k, v in values.items() if k in own})
+        chosen.check()
+    except ValueError as exc:
+        raise FaultSpecError(f"fault {spec!r}: {exc}") from None
+    common = {k: v for k, v in values.items() if k in COMMON}
+    return FaultSpec(action=chosen, text=spec.strip(), **common)
 
 
-def _check(action: str, v: dict[str, Any], text: str) -> None:
-    def bad(message: str) -> FaultSpecError:
-        return FaultSpecError(f"fault {text!r}: {message}")
-
-    if v.get("dir", "both") not in ("c2s", "s2c", "both"):
-        raise bad("dir must be c2s, s2c or both")
-    if not 0 <= v.get("probability", 1.0) <= 1:
-        raise bad("probability must be between 0 and 1")
-    if "code" in v and v["code"] not in SENDABLE and not 3000 <= v["code"] <= 4999:
-        raise bad(f"code {v['code']} cannot be sent in a close frame")
-    if action == "reject" and not 400 <= v.get("status", 503) <= 599:
-        raise bad("status must be an HTTP error status (400-599)")
-    if v.get("then") not in (None, "close", "abort"):
-        raise bad("then must be close or abort")
-    if len(v.get("reason", "").encode()) > 123:
-        raise bad("reason must fit in a close frame (123 bytes)")
-    for key in ("count", "after_messages"):
-        if key in v and v[key] < 1:
-            raise bad(f"{key} must be at least 1")
-    if v.get("every") is not None and v["every"] <= 0:
-        raise bad("every must be more than 0")
+def grammar() -> str:
+    """Every action with its settings and what it does, for help texts."""
+    lines = []
+    for action in ACTIONS.values():
+        lines += [f"  {action.usage()}", f"      {action.summary}"]
+    lines.append(
+        "  Scope: path=GLOB client=ADDR. Triggers: after=10s every=30s after_messages=N\n"
+        "  probability=P count=N duration=60s seed=N. Values with spaces are quoted:\n"
+        "  reason='server restart'."
+    )
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from sentinel_ws_proxy import __version__
+from sentinel_ws_proxy.faults.actions import ACTIONS
 from sentinel_ws_proxy.faults.spec import FaultSpec, FaultSpecError, parse_spec
 from sentinel_ws_proxy.proxy.config import is_loopback_host
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from sentinel_ws_proxy.proxy.server import Proxy
 
 PREFIX = "/_sentinel"
+ONE_CONNECTION = tuple(name for name, action in ACTIONS.items() if action.on_one_connection)
 
 
 def iso(ts: float | None) -> str | None:
@@ -179,7 +181,16 @@ def routes(proxy: Proxy) -> list[web.RouteDef]:
         return web.json_response(diagnostics(proxy))
 
     async def list_faults(request: web.Request) -> web.Response:
-        return web.json_response({"faults": proxy.faults.listing()})
+        actions = {
+            name: {
+                "summary": action.summary,
+                "usage": action.usage(),
+                "settings": {k: s.help for k, s in action.settings().items()},
+                "on_one_connection": action.on_one_connection,
+            }
+            for name, action in ACTIONS.items()
+        }
+        return web.json_response({"faults": proxy.faults.listing(), "actions": actions})
 
     async def add_fault(request: web.Request) -> web.Response:
         try:
@@ -199,6 +210,11 @@ def routes(proxy: Proxy) -> list[web.RouteDef]:
 
     async def act_on_connection(request: web.Request) -> web.Response:
         raw, action = request.match_info["session_id"], request.match_info["action"]
+        if action not in ONE_CONNECTION:
+            return web.json_response(
+                {"error": f"{action!r} does not act on one connection: {'|'.join(ONE_CONNECTION)}"},
+                status=404,
+            )
         relay = proxy.relays.get(int(raw)) if raw.isdigit() else None
         if relay is None:
             return web.json_response({"error": f"no open session {raw}"}, status=404)
@@ -220,7 +236,7 @@ def routes(proxy: Proxy) -> list[web.RouteDef]:
                     f"{PREFIX}/status",
                     f"{PREFIX}/diagnostics/websockets",
                     f"{PREFIX}/faults",
-                    f"{PREFIX}/connections/{{session_id}}/close|abort|stall",
+                    f"{PREFIX}/connections/{{session_id}}/{'|'.join(ONE_CONNECTION)}",
                 ],
             },
             status=404,
@@ -233,8 +249,6 @@ def routes(proxy: Proxy) -> list[web.RouteDef]:
         web.post(f"{PREFIX}/faults", add_fault),
         web.post(f"{PREFIX}/faults/reset", reset_faults),
         web.delete(f"{PREFIX}/faults/{{fault_id}}", remove_fault),
-        web.post(
-            f"{PREFIX}/connections/{{session_id}}/{{action:close|abort|stall}}", act_on_connection
-        ),
+        web.post(f"{PREFIX}/connections/{{session_id}}/{{action}}", act_on_connection),
         web.route("*", PREFIX + "{tail:(/.*)?}", unknown),
     ]

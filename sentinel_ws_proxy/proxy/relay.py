@@ -530,15 +530,15 @@ class Relay:
         if frame is None and h.length <= HOLD_LIMIT and self.faults.matches_payload(pipe.direction):
             return HOLD, None, release
         payload = h.prefix if frame is None else _bytes(frame.payload)
-        decision = self.faults.on_frame(self, pipe.direction, payload)
-        if decision is None:
+        found = self.faults.on_frame(self, pipe.direction, payload, h.length)
+        if found is None:
             return FORWARD, None, release
-        action, fault_id, delay = decision
-        if action == "drop":
+        decision, fault_id = found
+        if decision.drop:
             if opcode in (1, 2) and not h.fin:
                 pipe.dropping = (fault_id, "dropped")
             return DISCARD, (fault_id, "dropped"), 0.0
-        return FORWARD, (fault_id, "delayed"), max(pipe.release_at, now + delay)
+        return FORWARD, (fault_id, "delayed"), max(pipe.release_at, decision.release_at)
 
     def _too_big(self, pipe: Pipe) -> None:
         """--max-message: the sender gets 1009 from the proxy, the other side 1001."""

@@ -14,8 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from sentinel_ws_proxy.events import ClosedBy, Event, SessionClosed, SessionOpened
-from sentinel_ws_proxy.faults.engine import FaultEngine
-from sentinel_ws_proxy.faults.spec import FaultSpec
+from sentinel_ws_proxy.faults.engine import FaultEngine, Rejection
 from sentinel_ws_proxy.protocol import GOING_AWAY
 from sentinel_ws_proxy.proxy import admin
 from sentinel_ws_proxy.proxy.config import ProxyConfig, format_hostport
@@ -161,9 +160,9 @@ class Proxy:
             self._answer(front, opened, 400, "the request target must be a path (origin-form)")
             return
         opened["upstream_url"] = self.upstream.websocket_url(request.target.decode("latin-1"))
-        fault = self.faults.on_handshake(session_id, request.path, client_addr)
-        if fault is not None:
-            self._inject_rejection(front, opened, fault.id, fault.spec)
+        rejection = self.faults.on_handshake(session_id, request.path, client_addr)
+        if rejection is not None:
+            self._inject_rejection(front, opened, rejection)
             return
         scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         head = upstream_request(
@@ -282,12 +281,15 @@ class Proxy:
         self.emit(SessionClosed(opened["session_id"], time.time(), None, None, "server", False))
 
     def _inject_rejection(
-        self, front: FrontProtocol, opened: dict[str, Any], fault_id: int, spec: FaultSpec
+        self, front: FrontProtocol, opened: dict[str, Any], rejection: Rejection
     ) -> None:
-        body = json.dumps({"detail": f"sentinel-ws fault {fault_id}: {spec.text}"}).encode()
-        extra = {"Retry-After": str(spec.retry_after)} if spec.retry_after is not None else {}
-        error = f"refused by fault {fault_id} ({spec.text})"
-        self._answer(front, opened, spec.status, error, body, "application/json", extra, fault_id)
+        said = f"sentinel-ws fault {rejection.fault_id}: {rejection.spec}"
+        body = json.dumps({"detail": said}).encode()
+        error = f"refused by fault {rejection.fault_id} ({rejection.spec})"
+        self._answer(
+            front, opened, rejection.status, error, body, "application/json",
+            rejection.headers, rejection.fault_id,
+        )  # fmt: skip
 
     def _answer(
         self,
