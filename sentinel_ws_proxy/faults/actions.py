@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
+from websockets.frames import EXTERNAL_CLOSE_CODES
+
 # Close codes an endpoint may put in a close frame (1005, 1006, 1015 may not).
-SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+SENDABLE = EXTERNAL_CLOSE_CODES
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b)?(?:/s)?$", re.IGNORECASE)
 
