@@ -8,7 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -16,7 +16,7 @@ from rich.console import Console
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.analysis.classify import DEFAULT_IDLE_TIMEOUT, DEFAULT_RECONNECT_WINDOW
 from sentinel_ws_proxy.analysis.report import Window, recorded_thresholds
-from sentinel_ws_proxy.errors import RecordingError
+from sentinel_ws_proxy.errors import RecordingError, UserError
 from sentinel_ws_proxy.proxy.config import DEFAULT_DB
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.render import jsonable
@@ -26,10 +26,18 @@ USAGE_ERROR = 2
 F = TypeVar("F", bound=Callable)
 
 
-def fail(message: str) -> None:
+class CommandError(click.ClickException):
+    """What every command reports bad input with: one line, exit status 2."""
+
+    exit_code = USAGE_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"sentinel-ws: error: {self.format_message()}", err=True)
+
+
+def fail(message: str) -> NoReturn:
     """A one-line error and exit status 2: bad input never earns a traceback."""
-    click.echo(f"sentinel-ws: error: {message}", err=True)
-    sys.exit(USAGE_ERROR)
+    raise CommandError(message)
 
 
 # The recording a command opened last: named when the file turns out to be damaged.
@@ -43,6 +51,8 @@ class Commands(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except UserError as exc:  # the library's word on bad input: one line
+            raise CommandError(str(exc)) from None
         except sqlite3.DatabaseError as exc:
             where = _opened[-1] if _opened else "the recording"
             fail(
@@ -151,11 +161,7 @@ def console() -> Console:
 
 def open_recording(path: Path) -> Recording:
     _opened.append(path)
-    try:
-        return Recording(path)
-    except RecordingError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail() exits
+    return Recording(path)
 
 
 def make_window(

@@ -13,11 +13,9 @@ from sentinel_ws_proxy.cli.app import (
     console,
     fail,
 )
-from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_LISTEN,
     DEMO_DB,
-    ConfigError,
     parse_listen,
 )
 
@@ -59,16 +57,10 @@ def demo(serve: bool, db: Path, listen: str) -> None:
         try:
             host, port = parse_listen(listen)
             asyncio.run(serve_demo(host, port, db, out))
-        except (ConfigError, RecordingError) as exc:
-            fail(str(exc))
         except KeyboardInterrupt:
             pass
         return
-    try:
-        result = asyncio.run(run_demo(db, out))
-    except (ConfigError, RecordingError) as exc:
-        fail(str(exc))
-        return
+    result = asyncio.run(run_demo(db, out))
     print_demo_report(out, result, db)
     if not result.all_as_expected:
         sys.exit(1)
@@ -189,7 +181,5 @@ def demo_server(
 
     try:
         asyncio.run(serve_demo_server(behaviour, host, port, announce))
-    except ConfigError as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         pass

@@ -89,21 +89,13 @@ def health(
     )
 
     if db is not None:
-        try:
-            limits = parse_thresholds(thresholds)
-        except ValueError as exc:
-            fail(str(exc))
-            return
+        limits = parse_thresholds(thresholds)
         window = make_window(since, None, None, reconnect_window, idle_timeout, db=db)
         with open_recording(db) as recording:
             classified = classify_recording(recording, window)
         report = recording_health(classified, str(db), limits)
     else:
-        try:
-            target = Target.choose(host, port, path, origin, no_origin, timeout)
-        except ValueError as exc:
-            fail(str(exc))
-            return
+        target = Target.choose(host, port, path, origin, no_origin, timeout)
         report = asyncio.run(run_health(target, fix=fix))
     if as_json:
         print_json(report.as_json())
@@ -176,11 +168,7 @@ def monitor(
     if db is None:
         if follow or replay_:
             fail("--follow and --replay read a recording: give --db PATH")
-        try:
-            target = Target.choose(host, port, path, origin, no_origin)
-        except ValueError as exc:
-            fail(str(exc))
-            return
+        target = Target.choose(host, port, path, origin, no_origin)
         job = monitor_live(target, interval, out, once=once)
     else:
         if follow == replay_:

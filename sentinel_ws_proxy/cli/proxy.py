@@ -10,10 +10,8 @@ import click
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.cli.app import (
     cli,
-    fail,
 )
-from sentinel_ws_proxy.errors import RecordingError
-from sentinel_ws_proxy.faults.spec import FaultSpecError, parse_spec
+from sentinel_ws_proxy.faults.spec import parse_spec
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
     DEFAULT_LISTEN,
@@ -182,44 +180,40 @@ def proxy(
     from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
     from sentinel_ws_proxy.serving import run
 
-    try:
-        host, port = parse_listen(listen)
-        config = ProxyConfig(
-            listen_host=host,
-            listen_port=port,
-            upstream=parse_upstream(upstream),
-            db_path=None if no_record else db,
-            max_message=parse_size(max_message, "--max-message"),
-            max_payload=parse_size(max_payload, "--max-payload"),
-            redact=not no_redact,
-            redact_headers=redact_header,
-            redact_params=redact_query,
-            close_timeout=close_timeout,
-            upstream_timeout=upstream_timeout,
-            max_connections=max_connections,
-            faults=tuple(parse_spec(spec) for spec in faults),
-            admin_token=admin_token,
-            upstream_ca=upstream_ca,
-            insecure_upstream=insecure_upstream,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            web=web,
+    host, port = parse_listen(listen)
+    config = ProxyConfig(
+        listen_host=host,
+        listen_port=port,
+        upstream=parse_upstream(upstream),
+        db_path=None if no_record else db,
+        max_message=parse_size(max_message, "--max-message"),
+        max_payload=parse_size(max_payload, "--max-payload"),
+        redact=not no_redact,
+        redact_headers=redact_header,
+        redact_params=redact_query,
+        close_timeout=close_timeout,
+        upstream_timeout=upstream_timeout,
+        max_connections=max_connections,
+        faults=tuple(parse_spec(spec) for spec in faults),
+        admin_token=admin_token,
+        upstream_ca=upstream_ca,
+        insecure_upstream=insecure_upstream,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        web=web,
+    )
+    if web and no_record:
+        raise ConfigError("--web shows the recording: it cannot go with --no-record")
+    if tls_key is not None and tls_cert is None:
+        raise ConfigError("--tls-key goes with --tls-cert")
+    if admin_token is not None and not admin_token.strip():
+        raise ConfigError(
+            "--admin-token must not be empty (an empty token would open the admin API "
+            "to anyone); leave it out to allow loopback clients only"
         )
-        if web and no_record:
-            raise ConfigError("--web shows the recording: it cannot go with --no-record")
-        if tls_key is not None and tls_cert is None:
-            raise ConfigError("--tls-key goes with --tls-cert")
-        if admin_token is not None and not admin_token.strip():
-            raise ConfigError(
-                "--admin-token must not be empty (an empty token would open the admin API "
-                "to anyone); leave it out to allow loopback clients only"
-            )
-        # Bad certificate files fail here, before anything starts.
-        config.upstream_tls()
-        config.listen_tls()
-    except (ConfigError, FaultSpecError) as exc:
-        fail(str(exc))
-        return
+    # Bad certificate files fail here, before anything starts.
+    config.upstream_tls()
+    config.listen_tls()
 
     def announce(server: ProxyServer) -> None:
         click.echo(f"sentinel-ws proxy {__version__}")
@@ -253,9 +247,6 @@ def proxy(
     sinks = [] if quiet else [SessionLog(lambda line: click.echo(line), config.redactor())]
     try:
         server = run(serve_until_signalled(config, sinks=sinks, on_ready=announce, say=say))
-    except (ConfigError, RecordingError) as exc:
-        fail(str(exc))
-        return
     except KeyboardInterrupt:
         return
     if server.recorder is not None:

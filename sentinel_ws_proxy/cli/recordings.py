@@ -34,7 +34,6 @@ from sentinel_ws_proxy.decoders import session_decoder
 from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
-    ConfigError,
     parse_size,
 )
 from sentinel_ws_proxy.recording.har import export_har, import_har
@@ -177,10 +176,7 @@ def show(
     """
     window = make_window(None, None, None, reconnect_window, idle_timeout, db=db)
     with open_recording(db) as recording:
-        try:
-            row = recording.session_row(session_id)
-        except RecordingError as exc:
-            fail(str(exc))
+        row = recording.session_row(session_id)
         messages = recording.messages(session_id)
         classified = classify_recording(recording, window)
     verdict = next(v for v in classified.verdicts if v.session_id == session_id)
@@ -257,15 +253,11 @@ def search(query: str, db: Path, session_id: int | None, limit: int, as_json: bo
       sentinel-ws search event_type:mission_updated mission_id:7
       sentinel-ws search "timeout OR refused" --session 12 --json
     """
-    from sentinel_ws_proxy.recording.search import SearchError, SearchIndex
+    from sentinel_ws_proxy.recording.search import SearchIndex
 
     with open_recording(db) as recording:
         index = SearchIndex(db)
-        try:
-            hits, more = index.search(recording, query, session_id=session_id, limit=limit)
-        except SearchError as exc:
-            fail(str(exc))
-            return
+        hits, more = index.search(recording, query, session_id=session_id, limit=limit)
     if as_json:
         print_json({"query": query, "hits": [h.as_json() for h in hits], "more": more})
     else:
@@ -291,11 +283,7 @@ def sql(query: str, db: Path, as_json: bool, as_csv: bool) -> None:
     """
     if as_json and as_csv:
         fail("--json and --csv: choose one")
-    try:
-        columns, rows = run_query(db, query)
-    except RecordingError as exc:
-        fail(str(exc))
-        return
+    columns, rows = run_query(db, query)
     if as_json:
         print_json([dict(zip(columns, row, strict=False)) for row in rows])
     elif as_csv:
@@ -337,13 +325,10 @@ def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None
     """
     chosen = list(session_ids) or None
     with open_recording(db) as recording:
-        try:
-            if fmt == "har":
-                text = json.dumps(export_har(recording, chosen), indent=2, ensure_ascii=False)
-            else:
-                text = "\n".join(to_jsonl(export_tables(recording, chosen)))
-        except RecordingError as exc:
-            fail(str(exc))
+        if fmt == "har":
+            text = json.dumps(export_har(recording, chosen), indent=2, ensure_ascii=False)
+        else:
+            text = "\n".join(to_jsonl(export_tables(recording, chosen)))
     if output is None:
         click.echo(text)
         return
@@ -374,24 +359,20 @@ def import_(source: Path, db: Path, no_redact: bool, max_payload: str) -> None:
     are redacted as in the proxy. Our own HAR and JSONL exports come back
     exactly as they were recorded, appended after what the recording holds.
     """
-    try:
-        if source.suffix.lower() == ".jsonl":
-            try:
-                lines = source.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise RecordingError(f"cannot read {source}: {exc}") from None
-            tables = from_jsonl(lines, str(source))
-            append_tables(db, tables)
-            count, frames = tables.count("sessions"), tables.count("frames")
-        else:
-            done = import_har(
-                source,
-                db,
-                redactor=Redactor.build(not no_redact),
-                max_payload=parse_size(max_payload, "--max-payload"),
-            )
-            count, frames = done.sessions, done.frames
-    except (RecordingError, ConfigError) as exc:
-        fail(str(exc))
-        return
+    if source.suffix.lower() == ".jsonl":
+        try:
+            lines = source.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecordingError(f"cannot read {source}: {exc}") from None
+        tables = from_jsonl(lines, str(source))
+        append_tables(db, tables)
+        count, frames = tables.count("sessions"), tables.count("frames")
+    else:
+        done = import_har(
+            source,
+            db,
+            redactor=Redactor.build(not no_redact),
+            max_payload=parse_size(max_payload, "--max-payload"),
+        )
+        count, frames = done.sessions, done.frames
     click.echo(f"Imported {count} WebSocket sessions ({frames} frames) into {db}")

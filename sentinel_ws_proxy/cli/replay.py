@@ -12,7 +12,6 @@ import click
 from sentinel_ws_proxy.cli.app import (
     cli,
     console,
-    fail,
     json_option,
     open_recording,
     origin_options,
@@ -20,10 +19,8 @@ from sentinel_ws_proxy.cli.app import (
     target_options,
     with_options,
 )
-from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
-    ConfigError,
     parse_listen,
     parse_upstream,
 )
@@ -105,18 +102,10 @@ def replay(
     from sentinel_ws_proxy.replay.recorded import choose_sessions
     from sentinel_ws_proxy.replay.server import ReplayServer, serve_replay
 
-    try:
-        host, port = parse_listen(listen)
-        pages = parse_upstream(http_upstream, "--http-upstream") if http_upstream else None
-    except ConfigError as exc:
-        fail(str(exc))
-        return
+    host, port = parse_listen(listen)
+    pages = parse_upstream(http_upstream, "--http-upstream") if http_upstream else None
     with open_recording(db) as recording:
-        try:
-            sessions = choose_sessions(recording, session_ids + more_ids, run_id)
-        except RecordingError as exc:
-            fail(str(exc))
-            return
+        sessions = choose_sessions(recording, session_ids + more_ids, run_id)
     server = ReplayServer(
         sessions,
         source=str(db),
@@ -144,8 +133,6 @@ def replay(
 
     try:
         asyncio.run(serve_replay(server, host, port, announce))
-    except ConfigError as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         pass
     mismatches = server.mismatches
@@ -251,31 +238,27 @@ def test_command(
         run_test,
     )
 
-    try:
-        extra = parse_headers(headers)
-        if db is not None or session_id is not None:
-            if db is None or session_id is None:
-                raise UsageError("--db and --session go together")
-            result = _retest(db, session_id, url, speed, mode, timeout, ignore, extra)
-            if as_json:
-                print_json(result.as_json())
-            else:
-                retest_report(console(), result)
-            sys.exit(0 if result.matches else 1)
-        target = build_url(url, host, port, path)
-        live = asyncio.run(
-            run_test(
-                target,
-                origin=choose_origin(target, origin, no_origin),
-                headers=extra,
-                subprotocols=list(subprotocols),
-                send=list(send),
-                timeout=timeout,
-            )
+    extra = parse_headers(headers)
+    if db is not None or session_id is not None:
+        if db is None or session_id is None:
+            raise UsageError("--db and --session go together")
+        result = _retest(db, session_id, url, speed, mode, timeout, ignore, extra)
+        if as_json:
+            print_json(result.as_json())
+        else:
+            retest_report(console(), result)
+        sys.exit(0 if result.matches else 1)
+    target = build_url(url, host, port, path)
+    live = asyncio.run(
+        run_test(
+            target,
+            origin=choose_origin(target, origin, no_origin),
+            headers=extra,
+            subprotocols=list(subprotocols),
+            send=list(send),
+            timeout=timeout,
         )
-    except UsageError as exc:
-        fail(str(exc))
-        return
+    )
     if as_json:
         print_json(live.as_json())
     else:
@@ -297,10 +280,7 @@ def _retest(
     from sentinel_ws_proxy.replay.retest import retest, target_url
 
     with open_recording(db) as recording:
-        try:
-            session = load_session(recording, session_id)
-        except RecordingError as exc:
-            fail(str(exc))
+        session = load_session(recording, session_id)
     keys = frozenset(k.strip() for value in ignore for k in value.split(",") if k.strip())
     return asyncio.run(
         retest(

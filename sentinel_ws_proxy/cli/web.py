@@ -10,14 +10,12 @@ import click
 from sentinel_ws_proxy.cli.app import (
     cli,
     db_option,
-    fail,
     make_window,
     open_recording,
     window_options,
     with_options,
 )
 from sentinel_ws_proxy.proxy.config import (
-    ConfigError,
     format_hostport,
     is_loopback_host,
     parse_listen,
@@ -52,11 +50,7 @@ def web(db: Path, listen: str, reconnect_window: float | None, idle_timeout: flo
     from sentinel_ws_proxy.web.app import PREFIX, standalone
     from sentinel_ws_proxy.web.view import RecordingView
 
-    try:
-        host, port = parse_listen(listen)
-    except ConfigError as exc:
-        fail(str(exc))
-        return
+    host, port = parse_listen(listen)
     open_recording(db).close()  # a missing or foreign file is a one-line error now
     window = make_window(None, None, None, reconnect_window, idle_timeout, db=db)
     view = RecordingView(db, window)
@@ -73,7 +67,5 @@ def web(db: Path, listen: str, reconnect_window: float | None, idle_timeout: flo
 
     try:
         asyncio.run(serve_app(standalone(view), host, port, announce))
-    except ConfigError as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         pass

@@ -29,6 +29,7 @@ from sentinel_ws_proxy.diagnostics.test_client import (
     own_origin,
     refusal,
 )
+from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.proxy.config import format_hostport
 
 STATUS_PATH = "/api/system/status"
@@ -506,7 +507,7 @@ def parse_thresholds(values: tuple[str, ...]) -> dict[str, tuple[float, float | 
     for value in values:
         name, sep, limits = value.partition("=")
         if not sep or name not in THRESHOLDS:
-            raise ValueError(
+            raise UserError(
                 f"--threshold {value!r}: expected NAME=WARN[/CRIT] with NAME one of "
                 + ", ".join(THRESHOLDS)
             )
@@ -514,7 +515,7 @@ def parse_thresholds(values: tuple[str, ...]) -> dict[str, tuple[float, float | 
         try:
             chosen[name] = (float(warn), float(crit) if crit else None)
         except ValueError:
-            raise ValueError(f"--threshold {value!r}: limits must be numbers") from None
+            raise UserError(f"--threshold {value!r}: limits must be numbers") from None
     return chosen
 
 

@@ -19,6 +19,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from sentinel_ws_proxy import __version__
+from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.proxy.config import format_hostport
 
 USER_AGENT = f"sentinel-ws-test/{__version__}"
@@ -29,7 +30,7 @@ SERVER_FAILED = (
 )
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """Bad input: exit status 2."""
 
 

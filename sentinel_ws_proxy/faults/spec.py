@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.faults.actions import (
     ACTIONS,
     Action,
@@ -60,7 +61,7 @@ COMMON: dict[str, Callable[[str], Any]] = {
 }
 
 
-class FaultSpecError(ValueError):
+class FaultSpecError(UserError, ValueError):
     """A malformed spec; the message is one line for the user."""
 
 

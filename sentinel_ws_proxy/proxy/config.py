@@ -9,6 +9,7 @@ from pathlib import Path
 
 from yarl import URL
 
+from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.faults.spec import FaultSpec
 from sentinel_ws_proxy.recording.redact import Redactor
 
@@ -19,7 +20,7 @@ DEMO_DB = "recordings/demo.db"
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Bad input from the user; the message is shown as it is."""
 
 

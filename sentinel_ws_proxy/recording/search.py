@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.recording.reader import Recording, as_bytes
 
 BATCH = 50_000  # frames read per step while indexing
@@ -41,7 +42,7 @@ KEYWORDS = ("AND", "OR", "NOT")
 SOCKETIO_PREFIX = re.compile(r"^[0-6]{1,2}(?:\d+-)?(?:/[^,\[{]*,)?\d*(?=[\[{])")
 
 
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """A query SQLite cannot read: the message says why, in one line."""
 
 
