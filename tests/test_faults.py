@@ -400,6 +400,12 @@ async def test_fault_cli_against_a_running_proxy(tmp_path, echo_upstream):
         )  # fmt: skip
         code, out = await fault("list")
         assert code == 0 and "latency ms=5" in out and "close code=1011" in out
+        # The proxy's --listen address works as well as its URL.
+        listen = url.removeprefix("http://")
+        listed = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["fault", "list", "--json", "--proxy", listen]
+        )
+        assert [f["spec"] for f in json.loads(listed.output)][:1] == ["latency ms=5"]
         code, out = await fault("add", "close", "cod=1")
         assert code == 2 and "close has no setting 'cod'" in out
         assert (await fault("remove", "1"))[0] == 0

@@ -72,6 +72,15 @@ async def test_healthy_server_is_ok():
     assert "Verdict: OK (every check passed)" in out
 
 
+async def test_health_takes_the_server_as_one_url():
+    async with server(ws_path="/ws/other") as (port, _):
+        code, out = await run("health", f"ws://127.0.0.1:{port}/ws/other", "--json")
+    report = json.loads(out)
+    assert code == 0, out
+    assert report["target"] == f"http://127.0.0.1:{port}"
+    assert "/ws/other" in next(c["detail"] for c in report["checks"] if c["name"] == "websocket")
+
+
 async def test_failing_diagnostics_is_a_warning():
     async with server(diagnostics=False) as (port, _):
         code, out = await run("health", "--host", "127.0.0.1", "--port", port, "--json")

@@ -27,6 +27,7 @@ from sentinel_ws_proxy.render import health_report
 
 
 @cli.command()
+@click.argument("url", required=False)
 @with_options(target_options)
 @click.option("--full", is_flag=True, help="Add the diagnostics detail (every connection).")
 @click.option("--fix", is_flag=True, help="Try safe repairs, check again, report each problem.")
@@ -48,6 +49,7 @@ from sentinel_ws_proxy.render import health_report
 @with_options(window_options)
 @json_option
 def health(
+    url: str | None,
     host: str,
     port: int,
     path: str,
@@ -65,8 +67,10 @@ def health(
 ) -> None:
     """Check the WebSocket system: OK, WARNING or CRITICAL (exit status 0, 1 or 2).
 
-    Live (the Sentinel check_websocket_health.py, same defaults): the HTTP
-    server's status endpoint, the diagnostics endpoint, a WebSocket connection
+    Live, against the server at URL (ws://host:port/path, wss://, http://,
+    https://) or --host/--port/--path (the Sentinel check_websocket_health.py's
+    options and defaults): the HTTP server's status endpoint, the diagnostics
+    endpoint, a WebSocket connection
     with a health_check probe (sending the server's own Origin unless
     --origin/--no-origin say otherwise), and the missions API.
 
@@ -78,8 +82,14 @@ def health(
     it checks again. It never changes files.
 
     With --db: the same verdict from a recording: handshake failure rate,
-    abnormal close rate, disconnects that never reconnected, reconnect p95 and
-    idle timeouts, against thresholds. Usable as a CI gate.
+    abnormal close rate, failures never recovered from, recovery p95 and idle
+    timeouts, against thresholds. Usable as a CI gate.
+
+    \b
+    Examples:
+      sentinel-ws health --full
+      sentinel-ws health ws://127.0.0.1:8000/ws/mission-updates/ --fix
+      sentinel-ws health --db recordings/sentinel.db --threshold recovery_p95=2/10
     """
     from sentinel_ws_proxy.diagnostics.health import (
         Target,
@@ -95,7 +105,7 @@ def health(
             classified = classify_recording(recording, window)
         report = recording_health(classified, str(db), limits)
     else:
-        target = Target.choose(host, port, path, origin, no_origin, timeout)
+        target = Target.choose(url, host, port, path, origin, no_origin, timeout)
         report = asyncio.run(run_health(target, fix=fix))
     if as_json:
         print_json(report.as_json())
@@ -105,6 +115,7 @@ def health(
 
 
 @cli.command()
+@click.argument("url", required=False)
 @with_options(target_options)
 @click.option(
     "--interval",
@@ -134,6 +145,7 @@ def health(
 @with_options(origin_options)
 @with_options(window_options)
 def monitor(
+    url: str | None,
     host: str,
     port: int,
     path: str,
@@ -152,14 +164,22 @@ def monitor(
     """A live terminal dashboard of a server's WebSocket system, or of a recording.
 
     \b
-    Live (the Sentinel monitor_websockets.py, same defaults): polls the status,
-    diagnostics and missions endpoints and holds its own WebSocket, showing
-    recent events and errors; it reconnects by itself with backoff. Its
-    socket sends the server's own Origin (or --origin, or none with --no-origin).
+    Live, against URL (ws://host:port/path, http://...) or --host/--port/--path
+    (the Sentinel monitor_websockets.py's options and defaults): polls the
+    status, diagnostics and missions endpoints and holds its own WebSocket,
+    showing recent events and errors; it reconnects by itself with backoff.
+    Its socket sends the server's own Origin (or --origin, or none with
+    --no-origin).
     --db PATH --follow: open connections, closes with their verdicts, and
     message rates, while the proxy writes the recording.
     --db PATH --replay [--speed 60]: the same dashboard, played back.
     Keys: q quits, r reconnects (live). --once prints one snapshot and exits.
+
+    \b
+    Examples:
+      sentinel-ws monitor
+      sentinel-ws monitor ws://127.0.0.1:8000/ws/mission-updates/ --once
+      sentinel-ws monitor --db recordings/sentinel.db --follow
     """
     from sentinel_ws_proxy.diagnostics.health import Target
     from sentinel_ws_proxy.diagnostics.monitor import monitor_follow, monitor_live, monitor_replay
@@ -168,7 +188,7 @@ def monitor(
     if db is None:
         if follow or replay_:
             fail("--follow and --replay read a recording: give --db PATH")
-        target = Target.choose(host, port, path, origin, no_origin)
+        target = Target.choose(url, host, port, path, origin, no_origin)
         job = monitor_live(target, interval, out, once=once)
     else:
         if follow == replay_:

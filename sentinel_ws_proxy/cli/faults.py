@@ -17,9 +17,10 @@ from sentinel_ws_proxy.proxy.config import DEFAULT_LISTEN
 proxy_option = click.option(
     "--proxy",
     "proxy_url",
-    default=f"http://{DEFAULT_LISTEN}",
+    default=DEFAULT_LISTEN,
     show_default=True,
-    help="The running proxy.",
+    metavar="HOST:PORT|URL",
+    help="The running proxy: its --listen address, or its URL.",
 )
 token_option = click.option(
     "--token", envvar="SENTINEL_WS_ADMIN_TOKEN", help="The proxy's --admin-token, if it has one."
@@ -28,6 +29,8 @@ token_option = click.option(
 
 def call(proxy_url: str, token: str | None, method: str, path: str, body: str | None = None) -> Any:
     """One request to the admin API; a plain error for anything that goes wrong."""
+    if "://" not in proxy_url:
+        proxy_url = f"http://{proxy_url}"  # HOST:PORT, as the proxy's --listen takes it
     request = urllib.request.Request(
         proxy_url.rstrip("/") + "/_sentinel" + path,
         method=method,

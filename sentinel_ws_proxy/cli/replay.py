@@ -62,10 +62,11 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["pure", "sync"]),
-    default="pure",
+    type=click.Choice(["timed", "sync", "pure"]),
+    default="timed",
     show_default=True,
-    help="pure ignores the client; sync waits for the client's frames and reports differences.",
+    help="timed keeps the recorded timing whatever the client sends (pure is its old name); "
+    "sync waits for the client's frames and reports differences.",
 )
 @click.option("--loop", is_flag=True, help="Start again after the last session.")
 @click.option(
@@ -138,7 +139,7 @@ def replay(
     mismatches = server.mismatches
     click.echo(
         f"Played {len(server.played)} session(s); "
-        + (f"{len(mismatches)} client frame(s) differed" if server.sync else "mode pure")
+        + (f"{len(mismatches)} client frame(s) differed" if server.sync else "mode timed")
     )
     sys.exit(1 if mismatches else 0)
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import websockets
@@ -24,6 +25,7 @@ from sentinel_ws_proxy.analysis.recovery import summary
 from sentinel_ws_proxy.diagnostics.test_client import (
     SAID,
     USER_AGENT,
+    build_url,
     choose_origin,
     describe_failure,
     own_origin,
@@ -115,10 +117,12 @@ class Target:
     path: str = "ws/mission-updates"
     origin: str | None = None  # the Origin header the probes send; None: none
     timeout: float = 5.0
+    secure: bool = False  # https and wss
 
     @classmethod
     def choose(
         cls,
+        url: str | None,
         host: str,
         port: int,
         path: str,
@@ -126,17 +130,25 @@ class Target:
         no_origin: bool,
         timeout: float = 5.0,
     ) -> Target:
-        """A target whose probes send --origin, none (--no-origin), or its own origin."""
+        """The server named by URL (ws://host:port/path, or http://...) or by --host,
+        --port and --path; its probes send --origin, none (--no-origin), or its own."""
         target = cls(host, port, path, None, timeout)
+        if url:
+            parts = urlsplit(build_url(url, host, port, path))
+            target.secure = parts.scheme == "wss"
+            target.host = parts.hostname or host
+            target.port = parts.port or (443 if target.secure else 80)
+            target.path = parts.path.lstrip("/") or path
         target.origin = choose_origin(target.ws(), origin, no_origin)
         return target
 
     @property
     def http(self) -> str:
-        return f"http://{format_hostport(self.host, self.port)}"
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{format_hostport(self.host, self.port)}"
 
     def ws(self, path: str | None = None) -> str:
-        return self.http.replace("http://", "ws://", 1) + "/" + (path or self.path).lstrip("/")
+        return "ws" + self.http[4:] + "/" + (path or self.path).lstrip("/")
 
 
 @dataclass

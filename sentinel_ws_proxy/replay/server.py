@@ -326,7 +326,7 @@ class ReplayServer:
             "next": self.sessions[self.next_index].id
             if self.next_index < len(self.sessions)
             else None,
-            "mode": "sync" if self.sync else "pure",
+            "mode": "sync" if self.sync else "timed",
             "speed": self.speed,
             "loop": self.loop,
             "http_upstream": str(self.http_upstream.base) if self.http_upstream else None,
