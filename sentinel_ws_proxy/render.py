@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -39,6 +41,14 @@ CATEGORY_STYLE = {
 }
 ARROW = {"c2s": "→", "s2c": "←"}
 PREVIEW = 72
+
+
+def new_table(**options: Any) -> Table:
+    """A table: box drawing at a terminal, plain ASCII when the output goes to a pipe or a
+    file, where box characters get in the way of grep, diff and old terminals."""
+    if not sys.stdout.isatty():
+        options.setdefault("box", box.ASCII2)
+    return Table(**options)
 
 
 def category_text(category: str) -> Text:
@@ -91,7 +101,7 @@ def _close_cell(s: SessionRow) -> str:
 def sessions_table(
     console: Console, pairs: Sequence[tuple[SessionRow, Verdict]], bytes_by_id: dict
 ) -> None:
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table(show_edge=False, header_style="bold")
     for name, justify in (
         ("id", "right"),
         ("started", "left"),
@@ -132,7 +142,7 @@ def phrase(status: int | None) -> str:
 
 
 def _headers_table(title: str, headers_json: str | None) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False, show_edge=False)
+    table = new_table(title=title, title_justify="left", show_header=False, show_edge=False)
     table.add_column("name", style="bold")
     table.add_column("value", overflow="fold")
     for name, value in json.loads(headers_json or "{}").items():
@@ -259,7 +269,7 @@ def show_session(
             if decoder is not None:
                 title += f", {decoder.NAME} decoded"
             body = _message_rows(messages, started, payloads, decoder)
-        table = Table(title=title, title_justify="left", show_edge=False)
+        table = new_table(title=title, title_justify="left", show_edge=False)
         table.add_column("+time", justify="right")
         table.add_column("dir")
         table.add_column("opcode")
@@ -317,7 +327,7 @@ def _gaps(gaps: Sequence[float]) -> str:
 
 def failures_report(console: Console, report: FailureReport, total_label: str) -> None:
     counts = report.counts
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table(show_edge=False, header_style="bold")
     table.add_column("category")
     table.add_column("sessions", justify="right")
     table.add_column("kind")
@@ -387,7 +397,7 @@ def _recovery(console: Console, report: FailureReport, shown: int = 20) -> None:
             f"{summary['recovered']} recovered; median {seconds(summary['median_seconds'])}, "
             f"p95 {seconds(summary['p95_seconds'])}, max {seconds(summary['max_seconds'])}"
         )
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table(show_edge=False, header_style="bold")
     for column in ("session", "what", "client", "came back", "after", "retries", "gaps (s)",
                    "backoff"):  # fmt: skip
         table.add_column(column)
@@ -421,7 +431,7 @@ def http_failures_table(console: Console, failures: list[dict], shown: int = 20)
     """Failed HTTP requests on the sockets' paths (or Socket.IO/SockJS transports)."""
     if not failures:
         return
-    table = Table(title="\nHTTP failures on the sockets' paths", title_justify="left",
+    table = new_table(title="\nHTTP failures on the sockets' paths", title_justify="left",
                   show_edge=False, header_style="bold")  # fmt: skip
     for column in ("time", "client", "request", "status", "body"):
         table.add_column(column, overflow="fold")
@@ -443,7 +453,7 @@ def search_results(console: Console, query: str, hits: list, more: bool, db: str
     if not hits:
         console.print(f"No message in {db} matches {query!r}.")
         return
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table(show_edge=False, header_style="bold")
     for column in ("time", "session", "dir", "what", "text"):
         table.add_column(column, overflow="fold")
     for hit in hits:
@@ -464,7 +474,7 @@ def search_results(console: Console, query: str, hits: list, more: bool, db: str
 
 
 def result_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table(show_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -545,7 +555,7 @@ def retest_report(console: Console, result: RetestResult) -> None:
     if result.error:
         console.print(Text(f"✗ {result.error}", style="bold red"))
         return
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table(show_edge=False, header_style="bold")
     table.add_column("#", justify="right")
     table.add_column("recorded server frame", overflow="fold", ratio=1)
     table.add_column("live server frame", overflow="fold", ratio=1)
@@ -579,7 +589,7 @@ FIX_STYLE = {
 
 def health_report(console: Console, report: HealthReport, *, full: bool) -> None:
     console.print(Text(f"Sentinel WebSocket health: {report.target}", style="bold"))
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table(show_edge=False, header_style="bold")
     table.add_column("check")
     table.add_column("status")
     table.add_column("time", justify="right")
@@ -603,7 +613,7 @@ def health_report(console: Console, report: HealthReport, *, full: bool) -> None
         )
         connections = d.get("connection_info") or []
         if connections:
-            detail = Table(show_edge=False, header_style="bold")
+            detail = new_table(show_edge=False, header_style="bold")
             for column in ("client", "connected at", "last activity"):
                 detail.add_column(column)
             for info in connections:

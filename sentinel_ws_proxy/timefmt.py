@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -30,6 +30,13 @@ def parse_time(text: str, *, now: float | None = None) -> float:
         raise ValueError(
             f"{text!r} is not a time: use ISO-8601 (2026-11-25T10:00) or an age (10m, 2h, 1d)"
         ) from None
+
+
+def iso(ts: float, *, utc: bool = False) -> str:
+    """ISO 8601 with microseconds and the offset: local time, or UTC."""
+    if utc:
+        return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds")
 
 
 def clock(ts: float | None) -> str:

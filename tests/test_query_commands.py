@@ -466,3 +466,47 @@ def test_a_browser_har_with_a_failed_handshake_says_the_browser_hid_the_status(t
     assert verdict["category"] == "rejected"
     assert "the browser does not say why" in verdict["explanation"]
     assert "through the proxy keeps it" in verdict["explanation"]
+
+
+@pytest.mark.parametrize(
+    "args, rows_key",
+    [
+        (["sessions"], None),
+        (["failures"], "sessions"),
+        (["show", "1"], "messages"),
+        (["sql", "SELECT id, ts, payload FROM frames"], None),
+        (["search", "hello"], "hits"),
+        (["health", "--db-placeholder"], "checks"),
+    ],
+)
+def test_every_read_command_speaks_json_nl_and_csv(recording, args, rows_key):
+    import csv
+    import io
+
+    args = ["--db" if a == "--db-placeholder" else a for a in args]
+    if args[-1] == "--db":
+        args.append(str(recording))
+        db = None
+    else:
+        db = recording
+    outputs = {}
+    for fmt in ("--json", "--nl", "--csv"):
+        result = run(*args, fmt, db=db)
+        assert not result.output.startswith("sentinel-ws: error"), result.output
+        outputs[fmt] = result.output
+    whole = json.loads(outputs["--json"])
+    listed = whole if rows_key is None else whole[rows_key]
+    lines = [json.loads(line) for line in outputs["--nl"].splitlines()]
+    table = list(csv.DictReader(io.StringIO(outputs["--csv"])))
+    assert listed and len(lines) == len(table) == len(listed)
+    first = lines[0]
+    assert set(first) == set(table[0])  # the same fields either way
+    for key, value in first.items():
+        if (key == "ts" or key.endswith("_at")) and isinstance(value, float):
+            assert first[f"{key}_iso"].startswith("20")  # ISO 8601 beside epoch seconds
+            assert round(value, 6) == value
+
+
+def test_sql_json_marks_blobs(recording):
+    result = run("sql", "SELECT X'00ff' AS raw, 'text' AS word", "--json", db=recording)
+    assert json.loads(result.output) == [{"raw": {"$base64": "AP8="}, "word": "text"}]

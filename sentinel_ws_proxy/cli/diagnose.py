@@ -13,11 +13,12 @@ from sentinel_ws_proxy.cli.app import (
     cli,
     console,
     fail,
-    json_option,
     make_window,
     open_recording,
     origin_options,
+    output_options,
     print_json,
+    print_rows,
     since_option,
     target_options,
     window_options,
@@ -47,7 +48,7 @@ from sentinel_ws_proxy.render import health_report
     help="With --db: change a limit (see README; e.g. handshake_failures=0.1/0.5).",
 )
 @with_options(window_options)
-@json_option
+@output_options
 def health(
     url: str | None,
     host: str,
@@ -63,7 +64,7 @@ def health(
     thresholds: tuple[str, ...],
     reconnect_window: float | None,
     idle_timeout: float | None,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Check the WebSocket system: OK, WARNING or CRITICAL (exit status 0, 1 or 2).
 
@@ -107,8 +108,10 @@ def health(
     else:
         target = Target.choose(url, host, port, path, origin, no_origin, timeout)
         report = asyncio.run(run_health(target, fix=fix))
-    if as_json:
+    if fmt == "json":
         print_json(report.as_json())
+    elif fmt != "table":
+        print_rows(fmt, report.as_json()["checks"])
     else:
         health_report(console(), report, full=full)
     sys.exit(report.exit_status)

@@ -13,6 +13,7 @@ from sentinel_ws_proxy.cli.app import cli, console, fail, json_option, print_jso
 from sentinel_ws_proxy.faults.actions import ACTIONS
 from sentinel_ws_proxy.faults.spec import grammar, parse_spec
 from sentinel_ws_proxy.proxy.config import DEFAULT_LISTEN
+from sentinel_ws_proxy.render import new_table
 
 proxy_option = click.option(
     "--proxy",
@@ -99,9 +100,7 @@ def list_(proxy_url: str, token: str | None, as_json: bool) -> None:
     if not faults:
         click.echo("no faults")
         return
-    from rich.table import Table
-
-    table = Table(show_edge=False, header_style="bold")
+    table = new_table(show_edge=False, header_style="bold")
     for column in ("id", "spec", "fired", "active"):
         table.add_column(column)
     for f in faults:

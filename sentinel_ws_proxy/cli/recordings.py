@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import json
 import sys
@@ -21,10 +20,11 @@ from sentinel_ws_proxy.cli.app import (
     console,
     db_option,
     fail,
-    json_option,
     make_window,
     open_recording,
+    output_options,
     print_json,
+    print_rows,
     since_option,
     until_option,
     window_options,
@@ -50,7 +50,6 @@ from sentinel_ws_proxy.render import (
     failures_headline,
     failures_report,
     http_failures_table,
-    jsonable,
     message_json,
     result_table,
     search_results,
@@ -84,7 +83,7 @@ from sentinel_ws_proxy.render import (
     help="Show the most recent N matching sessions; 0 for all.",
 )
 @with_options(window_options)
-@json_option
+@output_options
 def sessions(
     db: Path,
     failed: bool,
@@ -97,11 +96,19 @@ def sessions(
     limit: int,
     reconnect_window: float | None,
     idle_timeout: float | None,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """List recorded sessions, one line each, with their verdict.
 
     The verdict is the session's failure category (see `sentinel-ws failures`).
+    Failed HTTP requests on the sockets' paths are listed under the table.
+    --json, --nl and --csv give every column of each session, with its
+    category, explanation and reconnect gap.
+
+    \b
+    Examples:
+      sentinel-ws sessions --failed
+      sentinel-ws sessions --path '/ws/*' --since 1h --csv > sessions.csv
     """
     window = make_window(since, until, run_id, reconnect_window, idle_timeout, db=db)
     with open_recording(db) as recording:
@@ -116,10 +123,10 @@ def sessions(
         shown = matching[-limit:] if limit else matching
         rows = recording.session_rows(s.id for s, _ in shown)
         # HTTP requests have no close code: a --close-code filter leaves them out.
-        wanted = not as_json and not close_codes
+        wanted = fmt == "table" and not close_codes
         http = http_failures(recording, classified.summaries, window) if wanted else []
-    if as_json:
-        print_json([session_json(rows[s.id], v) for s, v in shown])
+    if fmt != "table":
+        print_rows(fmt, [session_json(rows[s.id], v) for s, v in shown])
         return
     out = console()
     http = [h for h in http if _http_matches(h, path_glob, client)]
@@ -159,7 +166,7 @@ def _http_matches(request: dict, path_glob: str | None, client: str | None) -> b
     help="List wire frames (fin, RSV bits, masking, fragments) instead of whole messages.",
 )
 @with_options(window_options)
-@json_option
+@output_options
 def show(
     session_id: int,
     db: Path,
@@ -167,12 +174,19 @@ def show(
     wire_frames: bool,
     reconnect_window: float | None,
     idle_timeout: float | None,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Show one session: handshake, message timeline, close and verdict.
 
     Fragmented messages are shown joined, with their number of frames;
-    --frames lists the wire frames as they crossed the proxy.
+    --frames lists the wire frames as they crossed the proxy. --json gives
+    the session, its messages and its wire frames; --nl and --csv give one
+    row per message (per wire frame with --frames).
+
+    \b
+    Examples:
+      sentinel-ws show 12 --payloads
+      sentinel-ws show 12 --frames --csv
     """
     window = make_window(None, None, None, reconnect_window, idle_timeout, db=db)
     with open_recording(db) as recording:
@@ -180,15 +194,17 @@ def show(
         messages = recording.messages(session_id)
         classified = classify_recording(recording, window)
     verdict = next(v for v in classified.verdicts if v.session_id == session_id)
-    if as_json:
+    if fmt != "table":
         decoder = session_decoder(row.path, row.query, [m.payload for m in messages])
-        print_json(
-            {
-                "session": session_json(row, verdict),
-                "messages": [message_json(m, decoder) for m in messages],
-                "frames": [row_to_json(f) for m in messages for f in m.frames],
-            }
-        )
+        listed = {
+            "session": session_json(row, verdict),
+            "messages": [message_json(m, decoder) for m in messages],
+            "frames": [row_to_json(f) for m in messages for f in m.frames],
+        }
+        if fmt == "json":
+            print_json(listed)
+        else:
+            print_rows(fmt, listed["frames" if wire_frames else "messages"])
         return
     show_session(console(), row, messages, verdict, payloads=payloads, wire_frames=wire_frames)
 
@@ -198,14 +214,14 @@ def show(
 @since_option
 @until_option
 @with_options(window_options)
-@json_option
+@output_options
 def failures(
     db: Path,
     since: str | None,
     until: str | None,
     reconnect_window: float | None,
     idle_timeout: float | None,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Classify every session, count the failures, and say what to fix.
 
@@ -214,13 +230,20 @@ def failures(
     see the README's category table. Then the server-side incidents, each
     failure's recovery (when that client was back, its retries and backoff),
     the failed HTTP requests around the sockets, and per category the
-    evidence, likely causes and what to try.
+    evidence, likely causes and what to try. --json gives all of it; --nl
+    and --csv one row per session (id, category, explanation, evidence...).
+
+    \b
+    Examples:
+      sentinel-ws failures --since 1h
+      sentinel-ws failures --json | jq '.recovery_summary'
     """
     window = make_window(since, until, None, reconnect_window, idle_timeout, db=db)
     with open_recording(db) as recording:
         report = failure_report(recording, window)
-    if as_json:
-        print_json(report.as_json())
+    if fmt != "table":
+        found = report.as_json()
+        print_json(found) if fmt == "json" else print_rows(fmt, found["sessions"])
         return
     failures_report(console(), report, failures_headline(report, str(db)))
 
@@ -236,8 +259,8 @@ def failures(
     type=click.IntRange(min=1),
     help="Show the newest N matches.",
 )
-@json_option
-def search(query: str, db: Path, session_id: int | None, limit: int, as_json: bool) -> None:
+@output_options
+def search(query: str, db: Path, session_id: int | None, limit: int, fmt: str) -> None:
     """Find messages (and close reasons) by their text, newest first.
 
     Words match anywhere in a message, whatever their case; AND, OR, NOT,
@@ -258,8 +281,11 @@ def search(query: str, db: Path, session_id: int | None, limit: int, as_json: bo
     with open_recording(db) as recording:
         index = SearchIndex(db)
         hits, more = index.search(recording, query, session_id=session_id, limit=limit)
-    if as_json:
+    if fmt == "json":
         print_json({"query": query, "hits": [h.as_json() for h in hits], "more": more})
+    elif fmt != "table":
+        rows = [{**h.as_json(), "text": h.text} for h in hits]
+        print_rows(fmt, [{k: v for k, v in r.items() if k != "snippet"} for r in rows])
     else:
         search_results(console(), query, hits, more, str(db))
     if not hits:
@@ -269,29 +295,25 @@ def search(query: str, db: Path, session_id: int | None, limit: int, as_json: bo
 @cli.command()
 @click.argument("query")
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON list of objects.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print rows as CSV with a header line.")
-def sql(query: str, db: Path, as_json: bool, as_csv: bool) -> None:
+@output_options
+def sql(query: str, db: Path, fmt: str) -> None:
     """Run one read-only SQL statement over a recording.
 
     The file is opened read-only: statements that would write fail and change
-    nothing. Tables: meta, runs, sessions, frames, http_requests (see README).
+    nothing. Tables: meta, runs, sessions, frames, http_requests, faults,
+    fault_events, and the messages view (see README). BLOBs come out as
+    {"$base64": ...} in JSON and CSV.
 
     \b
-    Example:
+    Examples:
       sentinel-ws sql "SELECT close_code, count(*) FROM sessions GROUP BY 1"
+      sentinel-ws sql "SELECT * FROM frames WHERE session_id = 12" --nl | jq .payload
     """
-    if as_json and as_csv:
-        fail("--json and --csv: choose one")
     columns, rows = run_query(db, query)
-    if as_json:
-        print_json([dict(zip(columns, row, strict=False)) for row in rows])
-    elif as_csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows([[jsonable(v) for v in row] for row in rows])
-    else:
+    if fmt == "table":
         result_table(console(), columns, rows)
+    else:
+        print_rows(fmt, [dict(zip(columns, row, strict=False)) for row in rows], columns)
 
 
 @cli.command()

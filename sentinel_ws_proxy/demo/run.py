@@ -9,7 +9,6 @@ from pathlib import Path
 
 import aiohttp
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from sentinel_ws_proxy.analysis.report import (
@@ -27,7 +26,12 @@ from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
 from sentinel_ws_proxy.recording.crash import in_use
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import open_read_only
-from sentinel_ws_proxy.render import category_text, failures_headline, failures_report
+from sentinel_ws_proxy.render import (
+    category_text,
+    failures_headline,
+    failures_report,
+    new_table,
+)
 
 
 @dataclass
@@ -129,7 +133,7 @@ def classify_demo(db: Path) -> DemoResult:
 
 
 def print_demo_report(console: Console, result: DemoResult, db: Path) -> None:
-    table = Table(title="\nWhat the recording says", title_justify="left", show_edge=False)
+    table = new_table(title="\nWhat the recording says", title_justify="left", show_edge=False)
     table.add_column("scenario")
     table.add_column("session", justify="right")
     table.add_column("category")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from sentinel_ws_proxy import __version__
+from sentinel_ws_proxy import __version__, timefmt
 from sentinel_ws_proxy.faults.actions import ACTIONS
 from sentinel_ws_proxy.faults.spec import FaultSpec, FaultSpecError, parse_spec
 from sentinel_ws_proxy.proxy.config import is_loopback_host
@@ -24,7 +23,7 @@ ONE_CONNECTION = tuple(name for name, action in ACTIONS.items() if action.on_one
 
 
 def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return None if ts is None else timefmt.iso(ts, utc=True)
 
 
 def status(proxy: Proxy) -> dict[str, Any]:
