@@ -510,3 +510,29 @@ def test_every_read_command_speaks_json_nl_and_csv(recording, args, rows_key):
 def test_sql_json_marks_blobs(recording):
     result = run("sql", "SELECT X'00ff' AS raw, 'text' AS word", "--json", db=recording)
     assert json.loads(result.output) == [{"raw": {"$base64": "AP8="}, "word": "text"}]
+
+
+def test_a_missing_recording_names_the_ones_beside_it(tmp_path, recording, monkeypatch):
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    shutil.copy(recording, folder / "demo.db")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["failures"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "recordings/sentinel.db: no such recording" in result.output
+    assert "recordings/demo.db" in result.output and "pass --db recordings/demo.db" in result.output
+    # SENTINEL_WS_DB names the recording when --db does not.
+    result = CliRunner().invoke(
+        cli, ["sessions", "--json"], env={"SENTINEL_WS_DB": "recordings/demo.db"}
+    )
+    assert result.exit_code == 0 and json.loads(result.output)
+
+
+def test_a_har_without_websockets_is_an_error_and_writes_nothing(tmp_path):
+    har = tmp_path / "pages.har"
+    har.write_text(json.dumps({"log": {"entries": [{"request": {"url": "http://x/"}}]}}))
+    db = tmp_path / "r.db"
+    result = run("import", str(har), db=db)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "no WebSocket" in result.output and "Save all as HAR" in result.output
+    assert not db.exists()

@@ -96,7 +96,9 @@ def cli() -> None:
 db_option = click.option(
     "--db",
     default=DEFAULT_DB,
+    envvar="SENTINEL_WS_DB",
     show_default=True,
+    show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The recording to read (opened read-only).",
 )

@@ -45,7 +45,9 @@ LOW_OPEN_FILES = 4096
 @click.option(
     "--db",
     default=DEFAULT_DB,
+    envvar="SENTINEL_WS_DB",
     show_default=True,
+    show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="SQLite recording to append to (created with its folder if missing).",
 )

@@ -367,7 +367,9 @@ def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None
 @click.option(
     "--db",
     default=DEFAULT_DB,
+    envvar="SENTINEL_WS_DB",
     show_default=True,
+    show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The recording to append to (created if missing).",
 )

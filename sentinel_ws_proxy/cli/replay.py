@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 @click.option(
     "--db",
     default=DEFAULT_DB,
+    envvar="SENTINEL_WS_DB",
     show_default=True,
+    show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The recording to replay (opened read-only).",
 )

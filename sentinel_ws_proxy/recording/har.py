@@ -332,7 +332,14 @@ def read_har(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
         raise HarError(f"{path} is not a HAR file: no log.entries list")
-    return log, [e for e in entries if isinstance(e, dict) and _is_websocket(e)]  # type: ignore[union-attr]
+    sockets = [e for e in entries if isinstance(e, dict) and _is_websocket(e)]
+    if not sockets:
+        raise HarError(
+            f"{path} holds {len(entries)} requests but no WebSocket: in Chrome DevTools, "
+            "open the Network panel before the page opens its socket, keep it open while "
+            "it runs, then right-click a request and choose 'Save all as HAR with content'"
+        )
+    return log, sockets  # type: ignore[return-value]
 
 
 @dataclass

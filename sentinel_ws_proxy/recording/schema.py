@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,7 +434,7 @@ def create_schema(db: sqlite_utils.Database) -> None:
 def open_database(path: Path, *, create: bool) -> sqlite_utils.Database:
     """Open a recording for writing, creating it (and its folder) if asked."""
     if not path.exists() and not create:
-        raise RecordingError(f"{path}: no such recording")
+        raise no_such_recording(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite_utils.Database(sqlite3.connect(path, timeout=5.0))
@@ -449,10 +450,35 @@ def open_database(path: Path, *, create: bool) -> sqlite_utils.Database:
     return db
 
 
+def no_such_recording(path: Path) -> RecordingError:
+    """The error for a missing recording, naming the ones beside it (the demo's, say)."""
+    folder = path.parent if path.parent.is_dir() else Path("recordings")
+    found = sorted(
+        (f for f in folder.glob("*.db") if f.is_file()),
+        key=lambda f: f.stat().st_mtime,
+        reverse=True,
+    )[:5] if folder.is_dir() else []  # fmt: skip
+    if not found:
+        return RecordingError(
+            f"{path}: no such recording (sentinel-ws proxy writes one; sentinel-ws demo "
+            "makes recordings/demo.db)"
+        )
+    now = time.time()
+    listed = ", ".join(f"{f} ({_age(now - f.stat().st_mtime)} ago)" for f in found)
+    return RecordingError(f"{path}: no such recording; there is {listed}: pass --db {found[0]}")
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def open_read_only(path: Path) -> sqlite_utils.Database:
     """Open a recording read-only: readers never change what they read."""
     if not path.exists():
-        raise RecordingError(f"{path}: no such recording")
+        raise no_such_recording(path)
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
         db = sqlite_utils.Database(sqlite3.connect(uri, uri=True))
