@@ -98,9 +98,8 @@ def _close_cell(s: SessionRow) -> str:
     return "-" if s.close_code is None else str(s.close_code)
 
 
-def sessions_table(
-    console: Console, pairs: Sequence[tuple[SessionRow, Verdict]], bytes_by_id: dict
-) -> None:
+def sessions_table(console: Console, pairs: Sequence[tuple[SessionRow, Verdict]]) -> None:
+    """One line per session; an open one shows its counts so far and "open"."""
     table = new_table(show_edge=False, header_style="bold")
     for name, justify in (
         ("id", "right"),
@@ -117,16 +116,15 @@ def sessions_table(
     ):
         table.add_column(name, justify=justify, no_wrap=name != "path")  # type: ignore[arg-type]
     for s, v in pairs:
-        sent, got = bytes_by_id.get(s.id, (None, None))
         table.add_row(
             str(s.id),
             clock(s.started_at),
             Text(s.client_addr),
             Text(s.path),
             str(s.handshake_status),
-            seconds(s.duration),
+            "open" if s.ended_at is None else seconds(s.duration),
             f"{s.frames_c2s}/{s.frames_s2c}",
-            f"{size(sent)}/{size(got)}",
+            f"{size(s.bytes_c2s)}/{size(s.bytes_s2c)}",
             _close_cell(s),
             s.closed_by or "-",
             category_text(v.category),

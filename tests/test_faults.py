@@ -443,7 +443,7 @@ async def test_monitor_follow_shows_faults_as_they_fire(upstream, db):
             CliRunner().invoke, cli, ["monitor", "--db", str(db), "--follow", "--once"]
         )
         await proxy.stop_once()
-    flat = re.sub(r"[│\s]+", " ", result.output)
+    flat = re.sub(r"[│|\s]+", " ", result.output)
     assert "Recent faults" in flat
     assert re.search(r"close 1 1 close code=1011 after=0.1s client 1011, upstream 1001", flat), flat
     assert "injected" in flat

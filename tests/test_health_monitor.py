@@ -268,16 +268,19 @@ async def test_monitor_follow_and_replay_snapshots(tmp_path, echo_upstream):
         await proxy.stop_once()
     code, out = await run("monitor", "--db", str(db), "--replay", "--once")
     assert code == 0, out
-    flat = re.sub(r"[│\s]+", " ", out)  # the header may wrap inside its panel
+    flat = re.sub(r"[│|\s]+", " ", out)  # the header may wrap inside its panel
     assert "replay finished" in flat and "0 open, 2 sessions seen" in flat
     assert re.search(r"/ws/still-open\s.*1000 normal closure\s.*clean", out)
+    assert "q quit" not in out and "━" not in out  # a snapshot, plain when piped
+    code, alone = await run("monitor", "--db", str(db), "--once")  # --db alone: the end
+    assert code == 0 and "replay finished" in re.sub(r"[|\s]+", " ", alone)
 
 
 async def test_monitor_bad_input(tmp_path):
     for args, message in (
         (["--follow"], "give --db PATH"),
         (["--db", str(tmp_path / "none.db"), "--replay"], "no such recording"),
-        (["--db", str(tmp_path / "none.db")], "choose --follow"),
+        (["--db", str(tmp_path / "none.db"), "--follow", "--replay"], "choose --follow"),
     ):
         process = await cli_process("monitor", *args, merge_stderr=True)
         out, _ = await within(process.communicate())
@@ -326,9 +329,19 @@ async def test_interactive_dashboard_under_a_pseudo_terminal():
 
 async def test_menu_runs_the_chosen_tool():
     async with server() as (port, _):
-        answers = f"2\n127.0.0.1\n{port}\nws/mission-updates\nn\nn\n"
-        result = await asyncio.to_thread(CliRunner().invoke, cli, ["menu"], input=answers)
+        # health, then a proxy on a port already taken (an error), then quit.
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            taken = busy.getsockname()[1]
+            answers = (
+                f"2\n127.0.0.1\n{port}\nws/mission-updates\nn\nn\n"
+                f"4\n127.0.0.1:{taken}\nhttp://127.0.0.1:{port}\nrecordings/menu-test.db\nq\n"
+            )
+            result = await asyncio.to_thread(CliRunner().invoke, cli, ["menu"], input=answers)
     assert result.exit_code == 0, result.output
     assert "1. test" in result.output and "6. replay" in result.output
     assert f"Running: sentinel-ws health --host 127.0.0.1 --port {port}" in result.output
-    assert "Verdict: OK" in result.output
+    assert "Verdict: OK" in result.output and "health exited with status 0" in result.output
+    assert "sentinel-ws: error:" in result.output and "proxy exited with status 2" in result.output
+    assert result.output.count("Sentinel WebSocket tools") == 3  # back after each tool

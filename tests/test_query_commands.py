@@ -364,6 +364,7 @@ def test_a_recording_from_before_an_added_column_still_reads(tmp_path, recording
     old = tmp_path / "old.db"
     shutil.copy(recording, old)
     conn = sqlite3.connect(old)
+    conn.execute("DROP VIEW sessions_view")  # an older file: no column, no view made of it
     conn.execute("ALTER TABLE sessions DROP COLUMN fault_id")
     conn.execute("DROP TABLE fault_events")
     conn.commit()
@@ -536,3 +537,24 @@ def test_a_har_without_websockets_is_an_error_and_writes_nothing(tmp_path):
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "no WebSocket" in result.output and "Save all as HAR" in result.output
     assert not db.exists()
+
+
+async def test_an_open_session_shows_its_counts_so_far(tmp_path, echo_upstream):
+    db = tmp_path / "live.db"
+    async with running_proxy(echo_upstream, db) as proxy:
+        ws = await asyncio.wait_for(websockets.connect(ws_url(proxy.url, "/ws")), 10)
+        for text in ("one", "two"):
+            await ws.send(text)
+            await asyncio.wait_for(ws.recv(), 10)
+        for _ in range(200):  # the writer lingers a few ms per batch
+            if rows(db, "SELECT count(*) FROM frames")[0][0] >= 4:
+                break
+            await asyncio.sleep(0.01)
+        listed = await asyncio.to_thread(run, "sessions", "--json", db=db)
+        table = await asyncio.to_thread(run, "sessions", db=db)
+        await ws.close()
+    (session,) = json.loads(listed.output)
+    assert session["ended_at"] is None
+    assert (session["frames_c2s"], session["frames_s2c"]) == (2, 2)
+    assert (session["bytes_c2s"], session["bytes_s2c"]) == (6, 6)
+    assert " open " in table.output and "2/2" in table.output

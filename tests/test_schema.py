@@ -127,7 +127,8 @@ def test_har_export_opens_as_devtools_expects(tmp_path, faulted):
 def make_version_1(path: Path) -> None:
     """What a recording of schema version 1 looked like: no wire-frame columns, no view."""
     conn = sqlite3.connect(path)
-    conn.execute("DROP VIEW messages")
+    for view in ("messages", "sessions_view", "frames_view"):
+        conn.execute(f"DROP VIEW {view}")
     for column in ("source", "message", "fin", "rsv", "masked", "compressed", "wire_size",
                    "forwarded", "violation"):  # fmt: skip
         conn.execute(f"ALTER TABLE frames DROP COLUMN {column}")
@@ -160,3 +161,62 @@ async def test_a_version_1_recording_reads_and_takes_new_runs(tmp_path, faulted)
     fins = conn.execute("SELECT fin FROM frames ORDER BY id").fetchall()
     conn.close()
     assert fins[0][0] is None and fins[-1][0] == 1
+
+
+def test_the_views_read_times_as_people_do(faulted):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sql",
+            "SELECT started, ending FROM sessions_view ORDER BY id",
+            "--json",
+            "--db",
+            str(faulted),
+        ],
+    )
+    rows = json.loads(result.output)
+    assert rows[0]["started"].startswith("20") and rows[0]["started"][10] == "T"
+    assert rows[0]["ending"].startswith("closed 1011 by the proxy")
+    assert rows[1]["ending"] == "refused with 503"
+    frames = CliRunner().invoke(
+        cli,
+        ["sql", "SELECT time, payload FROM frames_view LIMIT 1", "--json", "--db", str(faulted)],
+    )
+    assert json.loads(frames.output)[0]["time"][10] == "T"
+
+
+async def test_datasette_opens_a_recording_unchanged(faulted, tmp_path):
+    """datasette serve --immutable: the tables and views, and not a byte changed."""
+    import hashlib
+    import shutil
+    import sys
+
+    pytest.importorskip("datasette", reason="the test extra installs datasette")
+    from tests.test_real_stacks import free_port
+
+    db = tmp_path / "rec.db"
+    shutil.copy(faulted, db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "datasette", "serve", "--immutable", str(db), "-p", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"http://127.0.0.1:{port}/rec/sessions_view.json?_shape=array") as r,
+                ):
+                    rows = await r.json()
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("datasette did not start")
+        assert rows and rows[0]["started"][10] == "T" and "ending" in rows[0]
+    finally:
+        process.terminate()
+        await process.wait()
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before

@@ -176,7 +176,9 @@ def monitor(
     --db PATH --follow: open connections, closes with their verdicts, and
     message rates, while the proxy writes the recording.
     --db PATH --replay [--speed 60]: the same dashboard, played back.
-    Keys: q quits, r reconnects (live). --once prints one snapshot and exits.
+    --db PATH alone: --follow at a terminal; with --once, the recording's end.
+    Keys: q quits, r reconnects (live). --once prints one snapshot and exits
+    (plain ASCII when piped).
 
     \b
     Examples:
@@ -194,8 +196,11 @@ def monitor(
         target = Target.choose(url, host, port, path, origin, no_origin)
         job = monitor_live(target, interval, out, once=once)
     else:
-        if follow == replay_:
+        if follow and replay_:
             fail("with --db, choose --follow (while the proxy records) or --replay")
+        if not follow and not replay_:
+            # --db alone: the recording as it ends (--once), or followed as it grows.
+            replay_, follow = once, not once
         window = make_window(since, None, None, reconnect_window, idle_timeout, db=db)
         open_recording(db).close()  # a clear error for a missing or foreign file
         if follow:

@@ -34,18 +34,39 @@ MENU: list[tuple[str, str, list[tuple[str, str, str | bool]]]] = [
 
 @cli.command()
 def menu() -> None:
-    """Choose a tool from a list and answer its questions (the Sentinel launcher menu)."""
-    click.echo("Sentinel WebSocket tools")
-    for number, (name, what, _) in enumerate(MENU, 1):
-        click.echo(f"  {number}. {name:<9} {what}")
-    click.echo("  q. quit")
+    """Choose a tool from a list and answer its questions (the Sentinel launcher menu).
+
+    After each tool, its exit status is shown and the menu comes back; q quits.
+
+    \b
+    Example:
+      sentinel-ws menu
+    """
+    while True:
+        click.echo("Sentinel WebSocket tools")
+        for number, (name, what, _) in enumerate(MENU, 1):
+            click.echo(f"  {number}. {name:<9} {what}")
+        click.echo("  q. quit")
+        try:
+            argv = _ask()
+        except (click.Abort, EOFError):
+            click.echo()
+            return
+        if argv is None:
+            return
+        click.echo("Running: sentinel-ws " + " ".join(argv))
+        status = _run(argv)
+        click.echo(f"\n(sentinel-ws {argv[0]} exited with status {status}; back to the menu)\n")
+
+
+def _ask() -> list[str] | None:
     choice = click.prompt(
         "Choose",
         type=click.Choice([str(n) for n in range(1, len(MENU) + 1)] + ["q"]),
         show_choices=False,
     )
     if choice == "q":
-        return
+        return None
     name, _, options = MENU[int(choice) - 1]
     argv = [name]
     for flag, question, default in options:
@@ -54,5 +75,18 @@ def menu() -> None:
                 argv.append(flag)
         else:
             argv += [flag, click.prompt(question, default=default)]
-    click.echo("Running: sentinel-ws " + " ".join(argv))
-    cli.main(args=argv, prog_name="sentinel-ws", standalone_mode=False)
+    return argv
+
+
+def _run(argv: list[str]) -> int:
+    """Run one tool; its errors are shown, never the end of the menu."""
+    try:
+        cli.main(args=argv, prog_name="sentinel-ws", standalone_mode=False)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        return 130
+    return 0

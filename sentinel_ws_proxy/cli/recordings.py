@@ -121,7 +121,7 @@ def sessions(
             client=client,
         )
         shown = matching[-limit:] if limit else matching
-        rows = recording.session_rows(s.id for s, _ in shown)
+        rows = recording.with_live_counts(recording.session_rows(s.id for s, _ in shown))
         # HTTP requests have no close code: a --close-code filter leaves them out.
         wanted = fmt == "table" and not close_codes
         http = http_failures(recording, classified.summaries, window) if wanted else []
@@ -134,7 +134,7 @@ def sessions(
         out.print(f"No matching sessions in {db}.")
         return
     if shown:
-        sessions_table(out, shown, {i: (r.bytes_c2s, r.bytes_s2c) for i, r in rows.items()})
+        sessions_table(out, [(rows[s.id], v) for s, v in shown])
     if len(shown) < len(matching):
         out.print(
             f"[dim]Showing the last {len(shown)} of {len(matching)} matching sessions; "

@@ -194,7 +194,7 @@ class LiveMonitor:
             await self._ws.close()
 
 
-def render_live(state: LiveState) -> RenderableType:
+def render_live(state: LiveState, *, keys: bool = True) -> RenderableType:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -229,7 +229,7 @@ def render_live(state: LiveState) -> RenderableType:
         ),
         Panel(events, title="Recent events"),
         Panel(errors if state.errors else Text("none", style="dim"), title="Recent errors"),
-        Text("q quit · r reconnect", style="dim"),
+        *([Text("q quit · r reconnect", style="dim")] if keys else []),
     )
 
 
@@ -260,7 +260,7 @@ class RecordingState:
     finished: bool = False
 
 
-def render_recording(state: RecordingState) -> RenderableType:
+def render_recording(state: RecordingState, *, keys: bool = True) -> RenderableType:
     head = Text(
         f"{state.mode} {state.source}  ·  {hhmmss(state.clock)}  ·  "
         f"{len(state.open)} open, {state.sessions_seen} sessions seen  ·  "
@@ -298,7 +298,7 @@ def render_recording(state: RecordingState) -> RenderableType:
         Panel(conns if state.open else Text("none", style="dim"), title="Open connections"),
         Panel(closes if state.closes else Text("none yet", style="dim"), title="Recent closes"),
         *([Panel(_faults_table(state.faults), title="Recent faults")] if state.faults else []),
-        Text("q quit", style="dim"),
+        *([Text("q quit", style="dim")] if keys else []),
     )
 
 
@@ -575,11 +575,19 @@ async def dashboard(
                 await on_key[key]()
 
 
+# Box drawing as ASCII, for a snapshot that goes to a pipe or a file.
+ASCII_BOXES = {c: "-" for c in range(0x2500, 0x2580)}
+ASCII_BOXES.update({ord(c): "|" for c in "│┃║╎╏┆┇┊┋"})
+ASCII_BOXES.update({ord(c): "=" for c in "━═"})
+ASCII_BOXES.update({ord(c): "+" for c in "┌┐└┘├┤┬┴┼╭╮╯╰┏┓┗┛┣┫┳┻╋┡┩╇╈┯┷┿╀╁╂┝┥┠┨┰┸"})
+
+
 def snapshot(render: RenderableType, width: int = 120) -> str:
-    """The dashboard as plain text, for --once."""
+    """The dashboard as plain text, for --once: ASCII boxes unless it goes to a terminal."""
     buffer = io.StringIO()
     Console(file=buffer, width=width, force_terminal=False, color_system=None).print(render)
-    return buffer.getvalue()
+    text = buffer.getvalue()
+    return text if sys.stdout.isatty() else text.translate(ASCII_BOXES)
 
 
 async def monitor_live(target: Target, interval: float, console: Console, *, once: bool) -> int:
@@ -598,7 +606,7 @@ async def monitor_live(target: Target, interval: float, console: Console, *, onc
                         await asyncio.wait_for(monitor.changed.wait(), deadline - time.monotonic())
                     except asyncio.TimeoutError:
                         break
-                print(snapshot(render_live(monitor.state)), end="")
+                print(snapshot(render_live(monitor.state, keys=False)), end="")
                 return 0 if monitor.state.server != "down" else 1
 
             last_poll = 0.0
@@ -630,7 +638,7 @@ async def monitor_follow(
     try:
         if once:
             monitor.poll()
-            print(snapshot(render_recording(monitor.state)), end="")
+            print(snapshot(render_recording(monitor.state, keys=False)), end="")
             return 0
 
         async def tick() -> None:
@@ -649,7 +657,7 @@ async def monitor_replay(
     try:
         if once:
             monitor.run_to_end()
-            print(snapshot(render_recording(monitor.state)), end="")
+            print(snapshot(render_recording(monitor.state, keys=False)), end="")
             return 0
 
         async def tick() -> None:

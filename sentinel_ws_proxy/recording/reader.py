@@ -277,6 +277,29 @@ class Recording:
                 found[row.id] = row  # type: ignore[index]
         return found
 
+    def with_live_counts(self, rows: dict[int, SessionRow]) -> dict[int, SessionRow]:
+        """Open sessions with the frames and bytes recorded so far (the row's own counts
+        are written when a session closes)."""
+        open_ids = [i for i, r in rows.items() if r.ended_at is None]
+        counted = dict(rows)
+        for start in range(0, len(open_ids), 500):
+            chunk = open_ids[start : start + 500]
+            found: dict[int, dict[str, tuple[int, int]]] = {}
+            for sid, direction, frames, size in self.fetch(
+                "SELECT session_id, direction, count(*), coalesce(sum(size), 0) FROM frames"
+                f" WHERE session_id IN ({','.join('?' * len(chunk))})"
+                " GROUP BY session_id, direction",
+                chunk,
+            ):
+                found.setdefault(sid, {})[direction] = (frames, size)
+            for sid in chunk:
+                c2s, s2c = (found.get(sid, {}).get(d, (0, 0)) for d in ("c2s", "s2c"))
+                counted[sid] = replace(
+                    rows[sid], frames_c2s=c2s[0], frames_s2c=s2c[0],
+                    bytes_c2s=c2s[1], bytes_s2c=s2c[1],
+                )  # fmt: skip
+        return counted
+
     def session_row(self, session_id: int) -> SessionRow:
         row = self.session_rows([session_id]).get(session_id)
         if row is None:

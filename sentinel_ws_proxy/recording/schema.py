@@ -354,7 +354,34 @@ SELECT min(id) AS id, session_id, direction, coalesce(message, id) AS message,
 FROM (SELECT * FROM frames ORDER BY id)
 GROUP BY session_id, direction, coalesce(message, id)
 """
-VIEWS = {"messages": MESSAGES_VIEW}
+# Times people can read (ISO 8601, local time, milliseconds) for `sql` and datasette,
+# and how each session ended in plain words. Not the verdict: classifying needs the
+# whole recording (sentinel-ws sessions --csv has the categories).
+LOCAL = "strftime('%Y-%m-%dT%H:%M:%f', {}, 'unixepoch', 'localtime')"
+SESSIONS_VIEW = f"""
+CREATE VIEW IF NOT EXISTS sessions_view AS
+SELECT id, run_id, {LOCAL.format("started_at")} AS started, {LOCAL.format("ended_at")} AS ended,
+  round((ended_at - started_at) * 1000, 1) AS duration_ms, client_addr, path, query,
+  handshake_status,
+  CASE WHEN handshake_status IS NOT 101 THEN 'refused with ' || handshake_status
+       WHEN ended_at IS NULL THEN 'open'
+       WHEN close_code IS NULL OR close_code = 1006
+         THEN 'dropped by the ' || coalesce(closed_by, '?') || ' (no close frame)'
+       ELSE 'closed ' || close_code || ' by the ' || coalesce(closed_by, '?')
+            || CASE WHEN clean THEN '' ELSE ' (no completed close handshake)' END
+  END AS ending,
+  close_code, close_reason, closed_by, clean, frames_c2s, frames_s2c, bytes_c2s, bytes_s2c,
+  user_agent, origin, subprotocol, error, fault_id
+FROM sessions
+"""
+FRAMES_VIEW = f"""
+CREATE VIEW IF NOT EXISTS frames_view AS
+SELECT id, session_id, {LOCAL.format("ts")} AS time, direction, source, opcode, fin, size,
+  wire_size, compressed, payload, truncated, forwarded, close_code, close_reason, violation,
+  fault_id, fault_action
+FROM frames
+"""
+VIEWS = {"messages": MESSAGES_VIEW, "sessions_view": SESSIONS_VIEW, "frames_view": FRAMES_VIEW}
 
 
 def schema_markdown() -> str:

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sentinel_ws_proxy.recording.schema import RecordingError, open_read_only
+from sentinel_ws_proxy.recording.schema import VIEWS, RecordingError, open_read_only
 
 
 class QueryError(RecordingError):
@@ -66,11 +66,23 @@ class _Guard:
         return sqlite3.SQLITE_OK
 
 
+def _temporary_views(conn: sqlite3.Connection) -> None:
+    """The views a recording made by an older proxy lacks, for this connection only."""
+    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    for name, sql in VIEWS.items():
+        if name not in present:
+            try:
+                conn.execute(sql.replace("CREATE VIEW", "CREATE TEMP VIEW", 1))
+            except sqlite3.Error:
+                pass  # a column the old file lacks: that view is not offered
+
+
 def run_query(path: Path, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[str], list[tuple]]:
     """Column names and rows of one statement; nothing in the file can change."""
     db = open_read_only(path)
     conn = db.conn
     try:
+        _temporary_views(conn)
         conn.execute("PRAGMA query_only = ON")
         guard = _Guard()
         conn.set_authorizer(guard)
