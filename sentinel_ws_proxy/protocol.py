@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from http import HTTPStatus
 
 from websockets.frames import CLOSE_CODE_EXPLANATIONS, CloseCode
 
@@ -37,3 +38,18 @@ def close_payload(code: int | None, reason: str = "") -> bytes:
     if code is None or code == NO_STATUS:
         return b""
     return struct.pack("!H", code) + reason.encode("utf-8")
+
+
+def status_phrase(status: int | None, unknown: str = "") -> str:
+    """The reason phrase of an HTTP status (404: "Not Found"), or `unknown`."""
+    try:
+        return HTTPStatus(status).phrase  # type: ignore[arg-type]
+    except ValueError:
+        return unknown
+
+
+def payload_bytes(value: str | bytes | bytearray | memoryview | None) -> bytes:
+    """A payload as bytes: text (as SQLite hands it back) in UTF-8, nothing as b""."""
+    if value is None:
+        return b""
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)

@@ -6,7 +6,6 @@ import base64
 import json
 import sys
 from collections.abc import Sequence
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -17,7 +16,7 @@ from rich.text import Text
 
 from sentinel_ws_proxy.analysis.advice import ADVICE
 from sentinel_ws_proxy.decoders import decode, session_decoder
-from sentinel_ws_proxy.protocol import close_code_name
+from sentinel_ws_proxy.protocol import close_code_name, status_phrase
 from sentinel_ws_proxy.recording.jsonrows import encode_value, row_to_json
 from sentinel_ws_proxy.timefmt import clock, seconds, size
 
@@ -132,13 +131,6 @@ def sessions_table(console: Console, pairs: Sequence[tuple[SessionRow, Verdict]]
     console.print(table)
 
 
-def phrase(status: int | None) -> str:
-    try:
-        return HTTPStatus(status).phrase  # type: ignore[arg-type]
-    except ValueError:
-        return ""
-
-
 def _headers_table(title: str, headers_json: str | None) -> Table:
     table = new_table(title=title, title_justify="left", show_header=False, show_edge=False)
     table.add_column("name", style="bold")
@@ -245,7 +237,7 @@ def show_session(
     console.print(f"Started {clock(started)}, lasted {seconds(row.duration)}")
     console.print(Text(f"Upstream {row.upstream_url}"))
     status = row.handshake_status
-    said = (row.response_line or "").partition(" ")[2] or f"{status} {phrase(status)}"
+    said = (row.response_line or "").partition(" ")[2] or f"{status} {status_phrase(status)}"
     line = f"\n[bold]Handshake[/bold]: {escape(said)}"
     if row.subprotocol:
         line += f", subprotocol {escape(row.subprotocol)}"

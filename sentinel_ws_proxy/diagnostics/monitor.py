@@ -19,7 +19,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +45,13 @@ from sentinel_ws_proxy.protocol import close_code_name
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import SessionRow
 from sentinel_ws_proxy.render import CATEGORY_STYLE
-from sentinel_ws_proxy.timefmt import seconds, size
+from sentinel_ws_proxy.timefmt import clock, seconds, size
 
 RECENT = 12
 
 
 def hhmmss(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+    return "-" if ts is None else clock(ts)[11:19]
 
 
 # -- live against a server ---------------------------------------------------------

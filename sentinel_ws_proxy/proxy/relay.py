@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from sentinel_ws_proxy.events import ClosedBy, Direction, Event, Frame, SessionClosed
-from sentinel_ws_proxy.protocol import ABNORMAL, GOING_AWAY, close_payload
+from sentinel_ws_proxy.protocol import ABNORMAL, GOING_AWAY, close_payload, payload_bytes
 from sentinel_ws_proxy.proxy.frames import CLOSE, Deflate, FrameHeader, FrameParser, encode_frame
 
 if TYPE_CHECKING:
@@ -529,7 +529,7 @@ class Relay:
             return FORWARD, None, release
         if frame is None and h.length <= HOLD_LIMIT and self.faults.matches_payload(pipe.direction):
             return HOLD, None, release
-        payload = h.prefix if frame is None else _bytes(frame.payload)
+        payload = h.prefix if frame is None else payload_bytes(frame.payload)
         found = self.faults.on_frame(self, pipe.direction, payload, h.length)
         if found is None:
             return FORWARD, None, release
@@ -672,7 +672,3 @@ class Relay:
             self._on_finished(self, closed)
         if not self.done.done():
             self.done.set_result(closed)
-
-
-def _bytes(value: str | bytes) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else value

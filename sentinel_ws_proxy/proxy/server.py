@@ -8,14 +8,13 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from http import HTTPStatus
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from sentinel_ws_proxy.events import ClosedBy, Event, SessionClosed, SessionOpened
 from sentinel_ws_proxy.faults.engine import FaultEngine, Rejection
-from sentinel_ws_proxy.protocol import GOING_AWAY
+from sentinel_ws_proxy.protocol import GOING_AWAY, status_phrase
 from sentinel_ws_proxy.proxy import admin
 from sentinel_ws_proxy.proxy.config import ProxyConfig, format_hostport
 from sentinel_ws_proxy.proxy.frames import Deflate
@@ -306,7 +305,7 @@ class Proxy:
         data = (
             body if isinstance(body, bytes) else (body or f"sentinel-ws proxy: {error}\n").encode()
         )
-        phrase = _phrase(status)
+        phrase = status_phrase(status, "Unknown")
         if front.transport is not None and not front.lost.done():
             front.transport.write(simple_response(status, phrase, data, content_type, extra))
             front.transport.close()
@@ -378,13 +377,6 @@ class Proxy:
 
 def _ignore(event: Event) -> None:
     pass
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
 
 
 class ProxyServer:

@@ -17,8 +17,7 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from http import HTTPStatus
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -32,8 +31,9 @@ from sentinel_ws_proxy.events import (
     SessionOpened,
     whole_frame,
 )
+from sentinel_ws_proxy.protocol import status_phrase
 from sentinel_ws_proxy.recording.jsonrows import row_from_json, row_to_json
-from sentinel_ws_proxy.recording.reader import Message, Recording, as_bytes, join_messages
+from sentinel_ws_proxy.recording.reader import Message, Recording, join_messages, payload_bytes
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.schema import (
     ROW_TYPE,
@@ -44,6 +44,7 @@ from sentinel_ws_proxy.recording.schema import (
 )
 from sentinel_ws_proxy.recording.transfer import Tables, append_tables, export_tables
 from sentinel_ws_proxy.recording.writer import RecordingWriter
+from sentinel_ws_proxy.timefmt import iso
 
 OPCODE_NUMBERS = {"text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
 OPCODE_NAMES = {n: name for name, n in OPCODE_NUMBERS.items()}
@@ -55,8 +56,8 @@ class HarError(RecordingError):
 
 
 def _iso(ts: float) -> str:
-    moment = datetime.fromtimestamp(ts, timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # HAR's own form: UTC, milliseconds, a Z.
+    return iso(ts, utc=True)[:23] + "Z"
 
 
 def _har_headers(headers_json: str | None) -> list[dict[str, str]]:
@@ -85,7 +86,7 @@ def _message(message: Message) -> dict[str, Any]:
     opcode = _opcode_number(message.opcode)
     payload = message.payload
     text = opcode == 1 and isinstance(payload, str)
-    data = payload if text else base64.b64encode(as_bytes(payload)).decode("ascii")
+    data = payload if text else base64.b64encode(payload_bytes(payload)).decode("ascii")
     frames = []
     for f in message.frames:
         row = row_to_json(f)
@@ -108,11 +109,8 @@ def har_entry(row: SessionRow, messages: list[Message]) -> dict[str, Any]:
     host = request_headers.get("host") or urlsplit(row.upstream_url or "").netloc
     query = f"?{row.query}" if row.query else ""
     status = row.handshake_status if isinstance(row.handshake_status, int) else 0
-    try:
-        status_text = HTTPStatus(status).phrase
-    except ValueError:
-        status_text = ""
-    body = as_bytes(row.handshake_body)
+    status_text = status_phrase(status)
+    body = payload_bytes(row.handshake_body)
     started = row.started_at if isinstance(row.started_at, int | float) else 0.0
     return {
         "startedDateTime": _iso(started),

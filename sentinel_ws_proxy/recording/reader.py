@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sentinel_ws_proxy.protocol import payload_bytes
 from sentinel_ws_proxy.recording.crash import CRASHED, crashed_runs
 from sentinel_ws_proxy.recording.schema import (
     TABLES,
@@ -76,13 +77,7 @@ class Message:
 
     @property
     def payload_bytes(self) -> bytes:
-        return as_bytes(self.payload)
-
-
-def as_bytes(value: str | bytes | None) -> bytes:
-    if value is None:
-        return b""
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        return payload_bytes(self.payload)
 
 
 def join_messages(frames: Sequence[FrameRow]) -> list[Message]:
@@ -100,7 +95,7 @@ def _message(group: list[FrameRow]) -> Message:
     if len(group) == 1:
         payload = first.payload if first.payload is not None else b""
     else:
-        joined = b"".join(as_bytes(f.payload) for f in group)
+        joined = b"".join(payload_bytes(f.payload) for f in group)
         payload = joined
         if opcode == "text":
             try:

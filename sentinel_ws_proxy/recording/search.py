@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from sentinel_ws_proxy.errors import UserError
-from sentinel_ws_proxy.recording.reader import Recording, as_bytes
+from sentinel_ws_proxy.protocol import payload_bytes
+from sentinel_ws_proxy.recording.reader import Recording
 
 BATCH = 50_000  # frames read per step while indexing
 FORMAT = "2"  # of the index file: another one is built anew
@@ -311,14 +312,14 @@ def _texts(frames: list[tuple], open_messages: dict[int, list[tuple]]) -> Iterat
             del open_messages[message]
             first = group[0]
             if first[4] == "text":
-                text = _decoded(b"".join(as_bytes(g[7]) for g in group))
+                text = _decoded(b"".join(payload_bytes(g[7]) for g in group))
                 yield (first[0], first[1], first[3], first[2], "message", text)
 
 
 def _decoded(payload: str | bytes | None) -> str:
     if isinstance(payload, str):
         return payload
-    return as_bytes(payload).decode("utf-8", "replace")
+    return payload_bytes(payload).decode("utf-8", "replace")
 
 
 def _select(conn: sqlite3.Connection, query: Query, session_id: int | None, limit: int) -> list:

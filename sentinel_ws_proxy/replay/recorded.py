@@ -6,7 +6,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sentinel_ws_proxy.recording.reader import Recording, as_bytes
+from sentinel_ws_proxy.protocol import payload_bytes
+from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import RecordingError
 
 DATA_OPCODES = ("text", "binary", "ping", "pong")
@@ -81,7 +82,7 @@ def load_session(recording: Recording, session_id: int) -> RecordedSession:
         handshake_status=row.handshake_status or 0,
         request_headers=json.loads(row.request_headers or "{}"),
         response_headers=json.loads(row.response_headers or "{}"),
-        handshake_body=as_bytes(row.handshake_body),
+        handshake_body=payload_bytes(row.handshake_body),
         subprotocol=row.subprotocol,
         upstream_url=row.upstream_url or "",
         close_code=row.close_code,
