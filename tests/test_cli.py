@@ -40,11 +40,8 @@ def test_proxy_help_explains_the_defaults():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--listen", "nonsense"], "expected HOST:PORT"),
-        (["--listen", "127.0.0.1:99999"], "port must be a number"),
         (["--upstream", "ftp://x"], "expected http://HOST"),
         (["--upstream", "http://localhost:8001/api"], "give only the origin"),
-        (["--max-message", "lots"], "expected a size"),
     ],
 )
 def test_bad_options_get_one_line_and_status_2(args, message, tmp_path):
@@ -53,6 +50,35 @@ def test_bad_options_get_one_line_and_status_2(args, message, tmp_path):
     assert message in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--listen", "nonsense"], "Invalid value for '--listen': expected HOST:PORT"),
+        (["--listen", "127.0.0.1:99999"], "port must be a number"),
+        (["--max-message", "lots"], "Invalid value for '--max-message': expected a size"),
+        (["--close-timeout", "soon"], "Invalid value for '--close-timeout': 'soon' is not a"),
+        (["--fault", "close cod=1"], "close has no setting 'cod'"),
+    ],
+)
+def test_bad_values_are_usage_errors_as_click_prints_them(args, message, tmp_path):
+    """A shared parameter type: the same words for the same mistake on every command."""
+    result = run_cli("proxy", "--db", str(tmp_path / "r.db"), *args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith("Usage: ") and message in result.output
+
+
+def test_the_shared_types_take_every_form(tmp_path):
+    from sentinel_ws_proxy.cli.params import Duration, HostPort, Size
+
+    assert HostPort().convert("http://127.0.0.1:8003/x", None, None) == ("127.0.0.1", 8003)
+    assert HostPort().convert("[::1]:8002", None, None) == ("::1", 8002)
+    assert HostPort().convert("9000", None, None) == ("127.0.0.1", 9000)
+    assert Size().convert("16M", None, None) == 16 * 1024 * 1024
+    assert [Duration().convert(v, None, None) for v in ("5", "500ms", "2m", 1.5)] == [
+        5.0, 0.5, 120.0, 1.5,
+    ]  # fmt: skip
 
 
 def test_port_in_use(tmp_path):

@@ -17,6 +17,7 @@ from rich.console import Console
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.analysis.classify import DEFAULT_IDLE_TIMEOUT, DEFAULT_RECONNECT_WINDOW
 from sentinel_ws_proxy.analysis.report import Window, collector_paused, recorded_thresholds
+from sentinel_ws_proxy.cli.params import Duration
 from sentinel_ws_proxy.errors import RecordingError, UserError
 from sentinel_ws_proxy.proxy.config import DEFAULT_DB
 from sentinel_ws_proxy.recording.jsonrows import encode_value
@@ -112,15 +113,13 @@ until_option = click.option("--until", metavar="TIME", help="Only sessions start
 window_options = [
     click.option(
         "--reconnect-window",
-        type=click.FloatRange(min=0),
-        metavar="SECONDS",
+        type=Duration(0),
         help="A client that reconnects within this time after going away counts as a "
         f"navigation. Default: what the recording says, else {DEFAULT_RECONNECT_WINDOW:g}.",
     ),
     click.option(
         "--idle-timeout",
-        type=click.FloatRange(min=0),
-        metavar="SECONDS",
+        type=Duration(0),
         help="A server close after this long without frames counts as an idle timeout. "
         f"Default: what the recording says (the demo's: 1), else {DEFAULT_IDLE_TIMEOUT:g}.",
     ),

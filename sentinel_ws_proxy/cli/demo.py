@@ -13,10 +13,10 @@ from sentinel_ws_proxy.cli.app import (
     console,
     fail,
 )
+from sentinel_ws_proxy.cli.params import Duration, HostPort
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_LISTEN,
     DEMO_DB,
-    parse_listen,
 )
 
 
@@ -33,29 +33,33 @@ from sentinel_ws_proxy.proxy.config import (
     "--listen",
     default=DEFAULT_LISTEN,
     show_default=True,
-    metavar="HOST:PORT",
+    type=HostPort(),
     help="With --serve: where the proxy listens.",
 )
-def demo(serve: bool, db: Path, listen: str) -> None:
+def demo(serve: bool, db: Path, listen: tuple[str, int]) -> None:
     """Run the proxy in front of an embedded Sentinel-like server and break things on purpose.
 
     Without options: records scripted clients through the three Sentinel
     troubleshooting stories and more (clean, navigation, killed tab, wrong
     Origin, wrong path, server drop, server error, idle timeout, a 1012
     restart, a frozen client) to recordings/demo.db, then prints the
-    failures report. Needs nothing else
-    running and takes a few seconds. Exit status 1 if a scenario was not
-    classified as expected.
+    failures report. Needs nothing else running and takes a few seconds.
+    Exit status 1 if a scenario was not classified as expected.
 
     With --serve: keeps the demo server and the proxy running and prints the
     URL to open in a browser, until Ctrl-C.
+
+    \b
+    Examples:
+      sentinel-ws demo
+      sentinel-ws demo --serve
     """
     from sentinel_ws_proxy.demo.run import print_demo_report, run_demo, serve_demo
 
     out = console()
     if serve:
         try:
-            host, port = parse_listen(listen)
+            host, port = listen
             asyncio.run(serve_demo(host, port, db, out))
         except KeyboardInterrupt:
             pass
@@ -73,32 +77,28 @@ def demo(serve: bool, db: Path, listen: str) -> None:
     "--heartbeat",
     default=15.0,
     show_default=True,
-    type=click.FloatRange(min=0.01),
-    metavar="SECONDS",
+    type=Duration(0.01),
     help="Interval of heartbeat events.",
 )
 @click.option(
     "--events-every",
     default=5.0,
     show_default=True,
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
+    type=Duration(0),
     help="Broadcast a mission event this often (0: only on POST).",
 )
 @click.option(
     "--idle-timeout",
     default=300.0,
     show_default=True,
-    type=click.FloatRange(min=0.01),
-    metavar="SECONDS",
+    type=Duration(0.01),
     help="Close connections silent for this long.",
 )
 @click.option(
     "--ping-interval",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
+    type=Duration(0),
     help="Send WebSocket pings this often; a client whose pong takes longer than half "
     "of it is dropped (0: no pings).",
 )
@@ -111,14 +111,12 @@ def demo(serve: bool, db: Path, listen: str) -> None:
 @click.option("--reject-all", is_flag=True, help="Answer every WebSocket handshake with 403.")
 @click.option(
     "--drop-after",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
+    type=Duration(0),
     help="Drop each connection's TCP without a close frame after this long.",
 )
 @click.option(
     "--close-1011-after",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
+    type=Duration(0),
     help="Close each connection with 1011 (internal error) after this long.",
 )
 @click.option("--stale", is_flag=True, help="Accept connections, then never answer (stale).")
@@ -141,6 +139,11 @@ def demo_server(
     /api/missions, /api/system/diagnostics/websockets,
     POST /api/system/websockets/restart and the WebSocket at
     /ws/mission-updates. Options make it misbehave on purpose.
+
+    \b
+    Examples:
+      sentinel-ws demo-server
+      sentinel-ws demo-server --port 8001 --drop-after 10
     """
     from sentinel_ws_proxy.demo.server import Behaviour, serve_demo_server
 

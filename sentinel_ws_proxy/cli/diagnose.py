@@ -24,6 +24,7 @@ from sentinel_ws_proxy.cli.app import (
     window_options,
     with_options,
 )
+from sentinel_ws_proxy.cli.params import Duration
 from sentinel_ws_proxy.render import health_report
 
 
@@ -33,7 +34,13 @@ from sentinel_ws_proxy.render import health_report
 @click.option("--full", is_flag=True, help="Add the diagnostics detail (every connection).")
 @click.option("--fix", is_flag=True, help="Try safe repairs, check again, report each problem.")
 @with_options(origin_options)
-@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option(
+    "--timeout",
+    default=5.0,
+    show_default=True,
+    type=Duration(0.01),
+    help="Seconds to wait for each answer.",
+)
 @click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -124,7 +131,7 @@ def health(
     "--interval",
     default=2.0,
     show_default=True,
-    type=click.FloatRange(min=0.05),
+    type=Duration(0.05),
     help="Seconds between refreshes.",
 )
 @click.option(

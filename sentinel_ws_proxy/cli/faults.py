@@ -77,7 +77,13 @@ def fault() -> None:
 @token_option
 @json_option
 def add(spec: tuple[str, ...], proxy_url: str, token: str | None, as_json: bool) -> None:
-    """Add a fault: sentinel-ws fault add close code=1011 after=5s"""
+    """Add a fault to the running proxy (the specs are listed in `fault --help`).
+
+    \b
+    Examples:
+      sentinel-ws fault add close code=1011 after=5s
+      sentinel-ws fault add bandwidth rate=20KB/s dir=s2c path=/ws/mission-updates
+    """
     text = " ".join(spec)
     parse_spec(text)  # a malformed spec fails here, with the same message as the proxy's
     added = call(proxy_url, token, "POST", "/faults", text)
@@ -92,7 +98,10 @@ def add(spec: tuple[str, ...], proxy_url: str, token: str | None, as_json: bool)
 @token_option
 @json_option
 def list_(proxy_url: str, token: str | None, as_json: bool) -> None:
-    """List the faults, with how often each fired."""
+    """List the faults, with how often each fired.
+
+    Example: sentinel-ws fault list --proxy 127.0.0.1:8002
+    """
     faults = call(proxy_url, token, "GET", "/faults")["faults"]
     if as_json:
         print_json(faults)
@@ -113,7 +122,10 @@ def list_(proxy_url: str, token: str | None, as_json: bool) -> None:
 @proxy_option
 @token_option
 def remove(fault_id: int, proxy_url: str, token: str | None) -> None:
-    """Remove one fault."""
+    """Remove one fault (its id is in `fault list`).
+
+    Example: sentinel-ws fault remove 2
+    """
     call(proxy_url, token, "DELETE", f"/faults/{fault_id}")
     click.echo(f"fault {fault_id} removed")
 
@@ -122,7 +134,10 @@ def remove(fault_id: int, proxy_url: str, token: str | None) -> None:
 @proxy_option
 @token_option
 def clear(proxy_url: str, token: str | None) -> None:
-    """Remove every fault."""
+    """Remove every fault.
+
+    Example: sentinel-ws fault clear
+    """
     removed = call(proxy_url, token, "POST", "/faults/reset", "")["removed"]
     click.echo(f"{removed} fault(s) removed")
 

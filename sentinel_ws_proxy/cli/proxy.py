@@ -11,15 +11,14 @@ from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.cli.app import (
     cli,
 )
-from sentinel_ws_proxy.faults.spec import parse_spec
+from sentinel_ws_proxy.cli.params import Duration, FaultSpecParam, HostPort, Size
+from sentinel_ws_proxy.faults.spec import FaultSpec
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
     DEFAULT_LISTEN,
     DEFAULT_UPSTREAM,
     ConfigError,
     ProxyConfig,
-    parse_listen,
-    parse_size,
     parse_upstream,
 )
 
@@ -32,7 +31,7 @@ LOW_OPEN_FILES = 4096
     "--listen",
     default=DEFAULT_LISTEN,
     show_default=True,
-    metavar="HOST:PORT",
+    type=HostPort(),
     help="Where to accept browsers. Loopback unless you say otherwise; port 0 picks a free one.",
 )
 @click.option(
@@ -55,7 +54,7 @@ LOW_OPEN_FILES = 4096
 @click.option(
     "--max-message",
     default="0",
-    metavar="SIZE",
+    type=Size(),
     help="Refuse messages over SIZE (e.g. 16M) as a server would: the proxy closes the sender "
     "with 1009 and the other side with 1001. Off by default: every message passes.",
 )
@@ -63,7 +62,7 @@ LOW_OPEN_FILES = 4096
     "--max-payload",
     default="64K",
     show_default=True,
-    metavar="SIZE",
+    type=Size(),
     help="Bytes of each message's payload kept in the recording (the full size is always kept).",
 )
 @click.option(
@@ -87,15 +86,14 @@ LOW_OPEN_FILES = 4096
     "--close-timeout",
     default=5.0,
     show_default=True,
-    type=click.FloatRange(min=0.1),
+    type=Duration(0.1),
     help="Seconds a side may take to answer a close frame before both are dropped.",
 )
 @click.option(
     "--upstream-timeout",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0.1),
-    metavar="SECONDS",
+    type=Duration(0.1),
     help="Plain HTTP: how long the upstream may take to start answering before a 504.",
 )
 @click.option(
@@ -109,7 +107,7 @@ LOW_OPEN_FILES = 4096
     "--fault",
     "faults",
     multiple=True,
-    metavar="SPEC",
+    type=FaultSpecParam(),
     help="Inject a fault (repeatable), e.g. 'close code=1011 after=10s'. See README.",
 )
 @click.option(
@@ -144,19 +142,19 @@ LOW_OPEN_FILES = 4096
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print no line per session.")
 def proxy(
-    listen: str,
+    listen: tuple[str, int],
     upstream: str,
     db: Path,
     no_record: bool,
-    max_message: str,
-    max_payload: str,
+    max_message: int,
+    max_payload: int,
     no_redact: bool,
     redact_header: tuple[str, ...],
     redact_query: tuple[str, ...],
     close_timeout: float,
     upstream_timeout: float,
     max_connections: int,
-    faults: tuple[str, ...],
+    faults: tuple[FaultSpec, ...],
     admin_token: str | None,
     upstream_ca: Path | None,
     insecure_upstream: bool,
@@ -182,21 +180,21 @@ def proxy(
     from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
     from sentinel_ws_proxy.serving import run
 
-    host, port = parse_listen(listen)
+    host, port = listen
     config = ProxyConfig(
         listen_host=host,
         listen_port=port,
         upstream=parse_upstream(upstream),
         db_path=None if no_record else db,
-        max_message=parse_size(max_message, "--max-message"),
-        max_payload=parse_size(max_payload, "--max-payload"),
+        max_message=max_message,
+        max_payload=max_payload,
         redact=not no_redact,
         redact_headers=redact_header,
         redact_params=redact_query,
         close_timeout=close_timeout,
         upstream_timeout=upstream_timeout,
         max_connections=max_connections,
-        faults=tuple(parse_spec(spec) for spec in faults),
+        faults=faults,
         admin_token=admin_token,
         upstream_ca=upstream_ca,
         insecure_upstream=insecure_upstream,

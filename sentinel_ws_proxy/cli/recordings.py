@@ -30,11 +30,11 @@ from sentinel_ws_proxy.cli.app import (
     window_options,
     with_options,
 )
+from sentinel_ws_proxy.cli.params import Size
 from sentinel_ws_proxy.decoders import session_decoder
 from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
-    parse_size,
 )
 from sentinel_ws_proxy.recording.har import export_har, import_har
 from sentinel_ws_proxy.recording.jsonrows import row_to_json
@@ -374,14 +374,25 @@ def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None
     help="The recording to append to (created if missing).",
 )
 @click.option("--no-redact", is_flag=True, help="Keep Cookie, Authorization and token values.")
-@click.option("--max-payload", default="64K", show_default=True, metavar="SIZE")
-def import_(source: Path, db: Path, no_redact: bool, max_payload: str) -> None:
+@click.option(
+    "--max-payload",
+    default="64K",
+    show_default=True,
+    type=Size(),
+    help="Bytes of each message's payload kept (the full size is always kept).",
+)
+def import_(source: Path, db: Path, no_redact: bool, max_payload: int) -> None:
     """Import a HAR file (Chrome DevTools, Playwright, or our export) or our JSONL export.
 
     A browser's WebSocket entries become sessions with their messages, so
     every other command works on a capture made in the browser; credentials
     are redacted as in the proxy. Our own HAR and JSONL exports come back
     exactly as they were recorded, appended after what the recording holds.
+
+    \b
+    Examples:
+      sentinel-ws import capture.har              # saved from DevTools' Network panel
+      sentinel-ws import export.jsonl --db recordings/merged.db
     """
     if source.suffix.lower() == ".jsonl":
         try:
@@ -396,7 +407,7 @@ def import_(source: Path, db: Path, no_redact: bool, max_payload: str) -> None:
             source,
             db,
             redactor=Redactor.build(not no_redact),
-            max_payload=parse_size(max_payload, "--max-payload"),
+            max_payload=max_payload,
         )
         count, frames = done.sessions, done.frames
     click.echo(f"Imported {count} WebSocket sessions ({frames} frames) into {db}")

@@ -19,9 +19,9 @@ from sentinel_ws_proxy.cli.app import (
     target_options,
     with_options,
 )
+from sentinel_ws_proxy.cli.params import Duration, HostPort
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
-    parse_listen,
     parse_upstream,
 )
 from sentinel_ws_proxy.proxy.upstream import Upstream
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 )
 @click.argument("more_ids", type=int, nargs=-1, metavar="")
 @click.option("--run", "run_id", type=int, metavar="ID", help="Replay every session of a run.")
-@click.option("--listen", default="127.0.0.1:8003", show_default=True, metavar="HOST:PORT")
+@click.option("--listen", default="127.0.0.1:8003", show_default=True, type=HostPort())
 @click.option(
     "--speed",
     default=1.0,
@@ -82,7 +82,7 @@ def replay(
     session_ids: tuple[int, ...],
     more_ids: tuple[int, ...],
     run_id: int | None,
-    listen: str,
+    listen: tuple[str, int],
     speed: float,
     mode: str,
     loop: bool,
@@ -101,11 +101,16 @@ def replay(
     away). Without --loop it exits once every session was played; the exit
     status is 1 if sync mode saw a client frame that differs from the
     recording.
+
+    \b
+    Examples:
+      sentinel-ws replay --db recordings/demo.db --session 2 3
+      sentinel-ws replay --http-upstream http://localhost:5173 --loop
     """
     from sentinel_ws_proxy.replay.recorded import choose_sessions
     from sentinel_ws_proxy.replay.server import ReplayServer, serve_replay
 
-    host, port = parse_listen(listen)
+    host, port = listen
     pages = parse_upstream(http_upstream, "--http-upstream") if http_upstream else None
     with open_recording(db) as recording:
         sessions = choose_sessions(recording, session_ids + more_ids, run_id)
@@ -167,7 +172,7 @@ def replay(
     "--timeout",
     default=5.0,
     show_default=True,
-    type=click.FloatRange(min=0.01),
+    type=Duration(0.01),
     help="Seconds to wait for the handshake, and to listen for messages.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Show headers and every message in full.")
@@ -232,6 +237,12 @@ def test_command(
     recorded path on URL's host (or to the recorded upstream) and compares
     the server's answers with the recorded ones. Exit 0 when they match, 1
     when they differ.
+
+    \b
+    Examples:
+      sentinel-ws test
+      sentinel-ws test ws://127.0.0.1:8000/ws/mission-updates/ --send '{"type": "ping"}'
+      sentinel-ws test --db recordings/sentinel.db --session 12 ws://localhost:8001
     """
     from sentinel_ws_proxy.diagnostics.test_client import (
         UsageError,

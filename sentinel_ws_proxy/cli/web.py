@@ -15,10 +15,10 @@ from sentinel_ws_proxy.cli.app import (
     window_options,
     with_options,
 )
+from sentinel_ws_proxy.cli.params import HostPort
 from sentinel_ws_proxy.proxy.config import (
     format_hostport,
     is_loopback_host,
-    parse_listen,
 )
 
 DEFAULT_WEB_LISTEN = "127.0.0.1:8020"
@@ -30,11 +30,13 @@ DEFAULT_WEB_LISTEN = "127.0.0.1:8020"
     "--listen",
     default=DEFAULT_WEB_LISTEN,
     show_default=True,
-    metavar="HOST:PORT",
+    type=HostPort(),
     help="Where to serve the app (loopback clients only, whatever the address).",
 )
 @with_options(window_options)
-def web(db: Path, listen: str, reconnect_window: float | None, idle_timeout: float | None) -> None:
+def web(
+    db: Path, listen: tuple[str, int], reconnect_window: float | None, idle_timeout: float | None
+) -> None:
     """See a recording in the browser: sessions, timelines, reconnect chains, search.
 
     Serves a local web app over the recording (read-only; nothing is loaded
@@ -50,7 +52,7 @@ def web(db: Path, listen: str, reconnect_window: float | None, idle_timeout: flo
     from sentinel_ws_proxy.web.app import PREFIX, standalone
     from sentinel_ws_proxy.web.view import RecordingView
 
-    host, port = parse_listen(listen)
+    host, port = listen
     open_recording(db).close()  # a missing or foreign file is a one-line error now
     window = make_window(None, None, None, reconnect_window, idle_timeout, db=db)
     view = RecordingView(db, window)
