@@ -314,6 +314,33 @@ def test_a_write_to_a_deleted_file_goes_to_the_new_one(tmp_path, monkeypatch, ca
     assert "was deleted or replaced while recording" in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("wal_first", [False, True])
+def test_a_file_deleted_before_the_writer_thread_looked_is_still_noticed(
+    tmp_path, capfd, wal_first
+):
+    """The thread may start late, after the file went: the gap is not its own file."""
+    db = tmp_path / "r.db"
+    connects = []
+
+    def connect_then_lose_the_file(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=30.0)
+        if wal_first:  # the file goes after the connection is set up, not during
+            conn.execute("PRAGMA journal_mode=WAL")
+        connects.append(path)
+        if len(connects) == 1:  # the thread's first connection; not the new file's
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return conn
+
+    w = writer(db, connect=connect_then_lose_the_file)
+    w.handle(SessionOpened(1, T0, "127.0.0.1", "/ws", "", "ws://x/ws", (), 101))
+    w.handle(whole_frame(1, T0 + 1, "c2s", "text", b"kept"))
+    stats = w.close()
+    assert stats.recreated == 1 and stats.dropped == 0, stats
+    assert [r[0] for r in rows(db, "SELECT payload FROM frames")] == ["kept"]
+    assert "was deleted or replaced while recording" in capfd.readouterr().err
+
+
 async def test_a_recording_deleted_under_the_proxy_is_made_anew_and_said_loudly(
     tmp_path, echo_upstream
 ):

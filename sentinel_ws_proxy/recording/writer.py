@@ -151,6 +151,9 @@ class RecordingWriter:
         Runs synchronously so that a bad path fails before the proxy listens.
         """
         db = open_database(self.path, create=True)
+        # Which file this is, taken here: the writer thread may start after the file
+        # was already deleted again, and must not take the gap for its own file.
+        self._file = _identity(self.path)
         try:
             writing = in_use(db)
             if writing is not None:
@@ -281,8 +284,7 @@ class RecordingWriter:
             )
 
     def _run(self) -> None:
-        self._conn = self._open_connection()
-        self._file = _identity(self.path)
+        self._conn = self._first_connection()
         checked = time.monotonic()
         try:
             stopping = False
@@ -306,8 +308,16 @@ class RecordingWriter:
         if _identity(self.path) == self._file:
             return False
         self._conn = self._recreate(self._conn)
-        self._file = _identity(self.path)
         return True
+
+    def _first_connection(self) -> sqlite3.Connection:
+        """The thread's connection; the file may have gone since open() looked at it."""
+        try:
+            return self._open_connection()
+        except sqlite3.Error:
+            if _identity(self.path) == self._file:
+                raise
+        return self._recreate(None)
 
     def _open_connection(self) -> sqlite3.Connection:
         conn = self._connect(self.path)
@@ -317,14 +327,16 @@ class RecordingWriter:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    def _recreate(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+    def _recreate(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
         """The file was deleted or replaced under us: start a new one, and say so loudly.
 
         Writing on to a deleted file would lose every row at exit without a word.
         """
-        conn.close()
+        if conn is not None:
+            conn.close()
         self.stats.recreated += 1
         db = open_database(self.path, create=True)
+        self._file = _identity(self.path)
         try:
             self._salt = self._hash_salt(db)
             self.run_id = self._start_run(db)
