@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -558,3 +559,23 @@ async def test_an_open_session_shows_its_counts_so_far(tmp_path, echo_upstream):
     assert (session["frames_c2s"], session["frames_s2c"]) == (2, 2)
     assert (session["bytes_c2s"], session["bytes_s2c"]) == (6, 6)
     assert " open " in table.output and "2/2" in table.output
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/St_Johns"])
+def test_iso_times_carry_the_local_offset_of_their_own_date(monkeypatch, zone):
+    """Winter and summer times in one output each get their own offset (DST)."""
+    import time as clock
+
+    from sentinel_ws_proxy.timefmt import iso
+
+    monkeypatch.setenv("TZ", zone)
+    clock.tzset()
+    try:
+        for ts in (1_795_658_869.25, 1_785_658_869.5):  # November and August 2026
+            assert iso(ts) == datetime.fromtimestamp(ts).astimezone().isoformat(
+                timespec="microseconds"
+            )
+            assert datetime.fromisoformat(iso(ts)).timestamp() == ts
+    finally:
+        monkeypatch.undo()
+        clock.tzset()

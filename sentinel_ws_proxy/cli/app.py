@@ -276,9 +276,19 @@ def _plain_dict(row: dict[str, Any]) -> dict[str, Any]:
         if kind is str or kind is int or v is None or kind is bool:
             out[k] = v
         elif kind is float:
-            out[k] = round(v, 3 if k.endswith("_ms") else 6)
-            if v > EPOCH_2001 and (k == "ts" or k.endswith("_at")):
+            digits, dated = _KEYS.get(k) or _key(k)
+            out[k] = round(v, digits)
+            if dated and v > EPOCH_2001:
                 out[k + "_iso"] = iso(v)
         else:
             out[k] = plain(v, k)
     return out
+
+
+_KEYS: dict[str, tuple[int, bool]] = {}
+
+
+def _key(name: str) -> tuple[int, bool]:
+    """How a float under this key is written: its decimals, and whether it is a time."""
+    found = _KEYS[name] = (3 if name.endswith("_ms") else 6, name == "ts" or name.endswith("_at"))
+    return found
