@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import gc
 from collections import Counter
 from collections.abc import Iterator
@@ -156,10 +157,17 @@ class FailureReport:
     window: Window
     http_failures: list[dict[str, Any]] = field(default_factory=list)
 
+    @functools.cached_property
+    def by_category(self) -> dict[str, list[Verdict]]:
+        """The verdicts of each category present, in time order, in CATEGORIES' order."""
+        found: dict[str, list[Verdict]] = {c: [] for c in CATEGORIES}
+        for v in self.classified.verdicts:
+            found[v.category].append(v)
+        return {c: verdicts for c, verdicts in found.items() if verdicts}
+
     @property
     def counts(self) -> dict[str, int]:
-        found = Counter(v.category for v in self.classified.verdicts)
-        return {c: found[c] for c in CATEGORIES if found[c]}
+        return {c: len(verdicts) for c, verdicts in self.by_category.items()}
 
     @property
     def recovery(self) -> list[dict[str, Any]]:
@@ -182,13 +190,11 @@ class FailureReport:
         return summary(self.classified.disruptions)
 
     def examples(self, category: str, n: int = EXAMPLES) -> list[int]:
-        return [v.session_id for v in self.classified.verdicts if v.category == category][:n]
+        return [v.session_id for v in self.by_category.get(category, [])[:n]]
 
     def evidence(self, category: str, n: int = 3) -> list[str]:
         """The distinct evidence lines of a category's sessions, most common first."""
-        found = Counter(
-            line for v in self.classified.verdicts if v.category == category for line in v.evidence
-        )
+        found = Counter(line for v in self.by_category.get(category, []) for line in v.evidence)
         return [line for line, _ in found.most_common(n)]
 
     @property

@@ -25,6 +25,7 @@ from sentinel_ws_proxy.cli.app import (
     output_options,
     print_json,
     print_rows,
+    reads_whole_recording,
     since_option,
     until_option,
     window_options,
@@ -84,6 +85,7 @@ from sentinel_ws_proxy.render import (
 )
 @with_options(window_options)
 @output_options
+@reads_whole_recording
 def sessions(
     db: Path,
     failed: bool,
@@ -215,6 +217,7 @@ def show(
 @until_option
 @with_options(window_options)
 @output_options
+@reads_whole_recording
 def failures(
     db: Path,
     since: str | None,
