@@ -321,10 +321,14 @@ class RecordingWriter:
 
     def _open_connection(self) -> sqlite3.Connection:
         conn = self._connect(self.path)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # WAL with synchronous=NORMAL survives a crash of this process;
-        # only a power loss can cost the last commits.
-        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL with synchronous=NORMAL survives a crash of this process;
+            # only a power loss can cost the last commits.
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error:
+            conn.close()
+            raise
         return conn
 
     def _recreate(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
