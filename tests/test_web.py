@@ -6,7 +6,9 @@ import asyncio
 import io
 import json
 import re
+import shutil
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -262,6 +264,30 @@ async def test_pages_in_chromium(recording, chromium):
         await ready(page, "#/chains")
         assert await page.locator("#chains .bar").count() >= len(SCENARIOS)
         await page.screenshot(path=str(SHOTS / "chains.png"), full_page=True)
+
+
+async def test_a_refresh_that_fails_is_said_on_the_page_not_thrown(recording, tmp_path, chromium):
+    """A proxy stopping under an open page: the page keeps what it shows and says so."""
+    page = chromium  # the fixture fails the test on any uncaught page error
+    db = tmp_path / "copy.db"
+    shutil.copy(recording, db)
+    async with serve_app(standalone(RecordingView(db))) as base:
+        await page.goto(base + "/_sentinel/ui/")
+        await page.wait_for_selector("body[data-ready]", state="attached")
+        await page.wait_for_selector("#live.on")
+        await page.route("**/api/summary", lambda route: route.abort())
+        conn = sqlite3.connect(db)
+        try:
+            with conn:
+                conn.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+                conn.execute("INSERT INTO meta (key, value) VALUES ('touched', '1')")
+        finally:
+            conn.close()
+        await page.wait_for_selector("#live.stale")
+        assert await page.text_content("#live") == "not refreshed"
+        title = await page.get_attribute("#live", "title")
+        assert title.startswith("Could not refresh"), title
+        assert await page.locator("#sessions tbody tr[data-id]").count() > 0
 
 
 async def test_proxy_web_shows_a_new_session_live(tmp_path, echo_upstream, chromium):

@@ -500,6 +500,8 @@ async function loadSummary() {
   document.getElementById("recording").textContent = `${summary.recording} · ${summary.sessions.toLocaleString()} sessions`;
 }
 
+const FOLLOWING = "Follows the recording as it is written";
+
 function follow() {
   const stream = new EventSource("api/live");
   const badgeNode = document.getElementById("live");
@@ -511,6 +513,14 @@ function follow() {
     busy = true;
     try {
       await refresh();
+      badgeNode.classList.replace("stale", "on");
+      badgeNode.textContent = "live";
+      badgeNode.title = FOLLOWING;
+    } catch (error) {
+      // The proxy stopping, say: keep the page as it was and say why it is not fresh.
+      badgeNode.classList.replace("on", "stale");
+      badgeNode.textContent = "not refreshed";
+      badgeNode.title = `Could not refresh (${error.message}); trying again on the next change`;
     } finally {
       busy = false;
     }
