@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +29,32 @@ def test_version():
     result = run_cli("--version")
     assert result.exit_code == 0
     assert __version__ in result.output
+
+
+def test_every_command_is_found_where_the_group_looks_for_it():
+    """Commands load with their module: the group's list must name each one's module."""
+    import importlib
+    import pkgutil
+
+    import sentinel_ws_proxy.cli as package
+    from sentinel_ws_proxy.cli.app import COMMAND_MODULES
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"sentinel_ws_proxy.cli.{info.name}")
+    declared = {name: c.callback.__module__.rsplit(".", 1)[-1] for name, c in cli.commands.items()}
+    assert declared == COMMAND_MODULES
+
+
+def test_a_read_command_does_not_load_the_proxy():
+    code = (
+        "import sys; from sentinel_ws_proxy.cli import cli; "
+        "cli.main(['sql', '--help'], standalone_mode=False); "
+        "print(sorted(m for m in ('aiohttp', 'sentinel_ws_proxy.proxy.server', "
+        "'sentinel_ws_proxy.demo.server') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("[]"), done.stdout
 
 
 def test_proxy_help_explains_the_defaults():

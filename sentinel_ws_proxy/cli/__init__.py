@@ -1,15 +1,8 @@
-"""The sentinel-ws command: a thin click layer over the library, one module per family."""
+"""The sentinel-ws command: a thin click layer over the library, one module per family.
 
-from sentinel_ws_proxy.cli import (  # noqa: F401  (importing them registers their commands)
-    demo,
-    diagnose,
-    faults,
-    menu,
-    proxy,
-    recordings,
-    replay,
-    web,
-)
+Each command's module is imported when that command runs (see COMMAND_MODULES).
+"""
+
 from sentinel_ws_proxy.cli.app import cli
 
 
