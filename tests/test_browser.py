@@ -7,8 +7,11 @@ unless SENTINEL_REQUIRE_BROWSER=1 (as .ci/run sets), where that is a failure.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -130,6 +133,19 @@ def readme_fault_example() -> list[list[str]]:
     ]
 
 
+async def recorded_open_session(db: Path) -> dict:
+    """The page's session as `sessions` lists it: the row lands a few ms after the open."""
+    deadline = time.monotonic() + 10
+    while True:
+        listed = CliRunner().invoke(cli, ["sessions", "--json", "--db", str(db)])
+        assert listed.exit_code == 0, listed.output
+        found = [s for s in json.loads(listed.output) if s["ended_at"] is None]
+        if found or time.monotonic() > deadline:
+            (session,) = found
+            return session
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.timeout(90)
 async def test_the_readme_fault_example_works_as_written(tmp_path, async_playwright):
     """demo --serve, a page in Chromium, then the README's commands in the README's order."""
@@ -160,8 +176,7 @@ async def test_the_readme_fault_example_works_as_written(tmp_path, async_playwri
                 await page.goto(url + "/")
                 await page.wait_for_function(OPEN)
                 before = await page.evaluate("document.body.dataset.connectionId")
-                listed = CliRunner().invoke(cli, ["sessions", "--json", "--db", str(db)])
-                (open_session,) = [s for s in json.loads(listed.output) if s["ended_at"] is None]
+                open_session = await recorded_open_session(db)
                 for command in commands:
                     args = [str(open_session["id"]) if a == "3" else a for a in command]
                     ran = CliRunner().invoke(cli, [*args, "--proxy", url])
