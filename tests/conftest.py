@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +252,15 @@ def rows(db: Path, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+async def recorded(db: Path, count_sql: str, at_least: int = 1, seconds: float = 10) -> None:
+    """Wait until the writer has committed what count_sql counts: rows land a few ms
+    after the event (batches), later on a loaded machine; a fixed sleep guesses."""
+    deadline = time.monotonic() + seconds
+    while rows(db, count_sql)[0][0] < at_least:
+        assert time.monotonic() < deadline, f"never recorded: {count_sql} >= {at_least}"
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

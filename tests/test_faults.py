@@ -20,7 +20,7 @@ from sentinel_ws_proxy.analysis.recovery import describe_backoff
 from sentinel_ws_proxy.cli import cli
 from sentinel_ws_proxy.faults.spec import FaultSpecError, parse_spec
 from sentinel_ws_proxy.proxy.admin import allowed
-from tests.conftest import rows, running_proxy, within, ws_url
+from tests.conftest import recorded, rows, running_proxy, within, ws_url
 from tests.test_cli import start_cli_proxy
 
 
@@ -438,7 +438,8 @@ async def test_monitor_follow_shows_faults_as_they_fire(upstream, db):
         ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
         with pytest.raises(websockets.ConnectionClosed):
             await within(ws.recv())
-        await asyncio.sleep(0.4)  # one writer commit
+        await recorded(db, "SELECT count(*) FROM fault_events")
+        await recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL")
         result = await asyncio.to_thread(
             CliRunner().invoke, cli, ["monitor", "--db", str(db), "--follow", "--once"]
         )

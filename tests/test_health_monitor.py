@@ -25,7 +25,7 @@ from sentinel_ws_proxy.demo.server import Behaviour, DemoBackend
 from sentinel_ws_proxy.events import SessionClosed, SessionOpened, whole_frame
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
-from tests.conftest import running_proxy, serve_app, within
+from tests.conftest import recorded, running_proxy, serve_app, within
 from tests.test_cli import cli_process
 
 
@@ -259,7 +259,8 @@ async def test_monitor_follow_and_replay_snapshots(tmp_path, echo_upstream):
         open_ws = await within(websockets.connect(url + "/ws/still-open"))
         await open_ws.send("hello")
         await within(open_ws.recv())
-        await asyncio.sleep(0.4)  # one writer commit
+        await recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL")
+        await recorded(db, "SELECT count(*) FROM frames WHERE opcode = 'text'", 4)
         code, out = await run("monitor", "--db", str(db), "--follow", "--once")
         assert code == 0, out
         assert re.search(r"/ws/still-open\s.*1/1", out), out

@@ -19,7 +19,7 @@ from sentinel_ws_proxy.cli import cli
 from sentinel_ws_proxy.events import HttpRequest, SessionOpened, whole_frame
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
-from tests.conftest import rows, running_proxy, within, ws_url
+from tests.conftest import recorded, rows, running_proxy, within, ws_url
 from tests.test_cli import cli_process, start_cli_proxy
 
 T0 = 1_800_000_000.0
@@ -139,7 +139,7 @@ async def test_a_killed_proxy_sessions_end_in_readers_and_in_the_next_run(tmp_pa
     ws = await within(websockets.connect(ws_url(url, "/ws")))
     await ws.send("before the kill")
     assert await within(ws.recv()) == "before the kill"
-    await asyncio.sleep(0.3)  # committed (the writer lingers 2 ms)
+    await recorded(db, "SELECT count(*) FROM frames", 2)  # both ways, committed
     process.send_signal(signal.SIGKILL)
     await within(process.wait())
     before = db.read_bytes()
