@@ -149,22 +149,16 @@ async def recorded_open_session(db: Path) -> dict:
 @pytest.mark.timeout(90)
 async def test_the_readme_fault_example_works_as_written(tmp_path, async_playwright):
     """demo --serve, a page in Chromium, then the README's commands in the README's order."""
-    import re
     import signal
 
-    from tests.test_cli import cli_process
+    from tests.test_cli import cli_process, printed_url
 
     commands = readme_fault_example()
     assert [c[:2] for c in commands] == [["fault", "add"], ["fault", "close"]]
     db = tmp_path / "demo.db"
     demo = await cli_process("demo", "--serve", "--db", str(db), "--listen", "127.0.0.1:0")
     try:
-        url = None
-        while url is None:
-            line = (await within(demo.stdout.readline(), 30)).decode()
-            assert line, (await demo.stderr.read()).decode()
-            found = re.search(r"Proxy on (http://\S+),", line)
-            url = found.group(1) if found else None
+        url = await printed_url(demo, r"Proxy on (http://\S+),", 30)
         executable = chromium_path()
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.cli import cli
-from tests.conftest import rows, within, ws_url
+from tests.conftest import STEP, rows, within, ws_url
 
 
 def run_cli(*args: str):
@@ -159,6 +159,18 @@ async def cli_process(*args: str, merge_stderr: bool = False) -> asyncio.subproc
         stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+async def printed_url(
+    process: asyncio.subprocess.Process, pattern: str, seconds: float = STEP
+) -> str:
+    """Read the command's output until a line matches pattern; its first group."""
+    while True:
+        line = (await within(process.stdout.readline(), seconds)).decode()
+        assert line, "exited early: " + (await process.stderr.read()).decode()
+        found = re.search(pattern, line)
+        if found:
+            return found.group(1)
 
 
 async def start_cli_proxy(upstream_url: str, db: Path, *extra: str):

@@ -18,7 +18,7 @@ import websockets
 from sentinel_ws_proxy.demo.scenarios import SCENARIOS
 from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
 from tests.conftest import within
-from tests.test_cli import cli_process
+from tests.test_cli import cli_process, printed_url
 
 
 @contextlib.asynccontextmanager
@@ -185,12 +185,7 @@ async def test_demo_serve_until_ctrl_c(tmp_path):
     db = tmp_path / "served.db"
     process = await cli_process("demo", "--serve", "--listen", "127.0.0.1:0", "--db", str(db))
     try:
-        url = None
-        while url is None:
-            line = (await within(process.stdout.readline())).decode()
-            assert line, (await process.stderr.read()).decode()
-            found = re.search(r"Open (http://127\.0\.0\.1:\d+)/", line)
-            url = found.group(1) if found else None
+        url = await printed_url(process, r"Open (http://127\.0\.0\.1:\d+)/")
         async with aiohttp.ClientSession() as http, http.get(url + "/") as r:
             assert "Sentinel Dashboard" in await r.text()
         ws = await within(websockets.connect(url.replace("http", "ws") + "/ws/mission-updates"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import re
 import signal
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.replay.recorded import choose_sessions
 from sentinel_ws_proxy.replay.server import ReplayServer
 from tests.conftest import UpstreamLog, running_proxy, scripted_upstream, serve_app, within, ws_url
-from tests.test_cli import cli_process
+from tests.test_cli import cli_process, printed_url
 
 # The scripted "sequence": s0, +0.1 s binary, +0.2 s ping, +0.3 s s3, then close 4001.
 SEQUENCE = [(WSMsgType.TEXT, "s0"), (WSMsgType.BINARY, b"\x01\x02"), (WSMsgType.PING, b"p"),
@@ -162,12 +161,7 @@ async def test_replay_command_exits_after_the_last_session_with_mismatch_status(
         "--listen", "127.0.0.1:0",
     )  # fmt: skip
     try:
-        url = None
-        while url is None:
-            line = (await within(process.stdout.readline())).decode()
-            assert line, (await process.stderr.read()).decode()
-            found = re.search(r"Point your frontend at (http://\S+)", line)
-            url = found.group(1) if found else None
+        url = await printed_url(process, r"Point your frontend at (http://\S+)")
         ws = await within(websockets.connect(url.replace("http", "ws") + "/ws/echo"))
         await ws.send("nope")
         await within(ws.recv())
@@ -280,12 +274,7 @@ async def test_ctrl_c_closes_replayed_sockets_with_1001(recording):
         "--listen", "127.0.0.1:0",
     )  # fmt: skip
     try:
-        url = None
-        while url is None:
-            line = (await within(process.stdout.readline())).decode()
-            assert line, (await process.stderr.read()).decode()
-            found = re.search(r"Point your frontend at (http://\S+)", line)
-            url = found.group(1) if found else None
+        url = await printed_url(process, r"Point your frontend at (http://\S+)")
         ws = await within(websockets.connect(url.replace("http", "ws") + "/ws/seq"))
         assert await within(ws.recv()) == "s0"  # the next frame is 10 s away at this speed
         process.send_signal(signal.SIGINT)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import re
 import shutil
 import signal
 import sqlite3
@@ -31,7 +30,7 @@ from tests.conftest import (
     within,
     ws_url,
 )
-from tests.test_cli import cli_process
+from tests.test_cli import cli_process, printed_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-artifacts" / "web"  # screenshots of the main views (not committed)
@@ -297,12 +296,7 @@ async def test_proxy_web_shows_a_new_session_live(tmp_path, echo_upstream, chrom
         "proxy", "--upstream", echo_upstream, "--listen", "127.0.0.1:0", "--db", str(db), "--web"
     )
     try:
-        url = None
-        while url is None:
-            line = (await within(process.stdout.readline())).decode()
-            assert line, (await process.stderr.read()).decode()
-            found = re.search(r"web app\s+(http://\S+)", line)
-            url = found.group(1) if found else None
+        url = await printed_url(process, r"web app\s+(http://\S+)")
         await page.goto(url)
         await page.wait_for_selector("body[data-ready]", state="attached")
         await page.wait_for_selector("#live.on")
