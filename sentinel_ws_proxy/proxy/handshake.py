@@ -9,6 +9,7 @@ upstream's response head byte for byte, status line included.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import httptools
 
@@ -127,16 +128,22 @@ def parse_request(raw: bytes) -> RequestHead:
     """A complete request head (ending in a blank line); raises HeadError if not HTTP/1."""
     head = Head(raw)
     parser = httptools.HttpRequestParser(head)
+    _parse_whole(parser, head, raw, 400, "malformed request head")
+    return RequestHead(head, parser.get_method().decode("latin-1"), parser.get_http_version())
+
+
+def _parse_whole(parser: Any, head: Head, raw: bytes, status: int, what: str) -> None:
+    """Feed a whole head to httptools; HeadError(status, what) unless it parsed."""
     try:
         parser.feed_data(raw)
     except httptools.HttpParserUpgrade:
         pass
     except httptools.HttpParserError as exc:
+        # llhttp stops at some heads it has read whole (a 101 without Upgrade headers).
         if not head.complete:
-            raise HeadError(400, f"malformed request head ({exc})") from None
+            raise HeadError(status, f"{what} ({exc})") from None
     if not head.complete:
-        raise HeadError(400, "malformed request head")
-    return RequestHead(head, parser.get_method().decode("latin-1"), parser.get_http_version())
+        raise HeadError(status, what)
 
 
 class ResponseReader:
@@ -164,16 +171,7 @@ class ResponseReader:
         raw = bytes(self.buffer[:end])
         head = Head(raw, body_limit=self._body_limit)
         parser = httptools.HttpResponseParser(head)
-        try:
-            parser.feed_data(raw)
-        except httptools.HttpParserUpgrade:
-            pass
-        except httptools.HttpParserError as exc:
-            # llhttp pauses on a 101 without Upgrade headers: the head is still whole.
-            if not head.complete:
-                raise HeadError(502, f"invalid HTTP response from upstream ({exc})") from None
-        if not head.complete:
-            raise HeadError(502, "invalid HTTP response from upstream")
+        _parse_whole(parser, head, raw, 502, "invalid HTTP response from upstream")
         self.head, self._parser, self.head_length = head, parser, end
         self.status = parser.get_status_code()
         self.version = parser.get_http_version()
