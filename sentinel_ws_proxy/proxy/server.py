@@ -449,6 +449,17 @@ class ProxyServer:
         scheme = "https" if self.config.tls_cert else "http"
         return f"{scheme}://{format_hostport(self.config.listen_host, self.port)}"
 
+    async def abort_start(self) -> None:
+        """Undo a start that failed or was cancelled half-way: nothing may be left running."""
+        if self._server is not None:
+            self._server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.proxy is not None:
+            await self.proxy.upstream.close()
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.close, give_up_after=STOP_RETRY)
+
     async def stop(
         self, *, hurry: asyncio.Event | None = None, say: Callable[[str], None] = _quiet
     ) -> None:
@@ -495,16 +506,23 @@ async def serve_until_signalled(
     says how much, and exits with status 3.
     """
     server = ProxyServer(config, sinks=sinks)
-    await server.start()
-    on_ready(server)
 
     def abandon() -> None:
         lost = server.recorder.abandon() if server.recorder is not None else 0
         say(f"third signal: exiting now; {lost:,} recorded events were not written")
         os._exit(3)
 
+    # Handlers first: a Ctrl-C that lands while the proxy starts (or right after its
+    # banner) must stop it like any other, not raise KeyboardInterrupt past the recorder.
     signals = Signals(abandon)
     try:
+        try:
+            await server.start()
+        except BaseException:
+            await server.abort_start()
+            raise
+        if not signals.first.is_set():
+            on_ready(server)
         await signals.first.wait()
         await server.stop(hurry=signals.second, say=say)
     finally:

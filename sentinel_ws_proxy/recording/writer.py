@@ -18,6 +18,7 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,18 @@ ERROR_BODY = 1024  # bytes of an HTTP error response's body kept
 # What a value SQLite cannot take raises (as opposed to a disk that refuses writes).
 DATA_ERRORS = (sqlite3.InterfaceError, sqlite3.ProgrammingError, ValueError, TypeError)
 _STOP = object()
+# How long a writer left open at interpreter exit may retry a refusing disk.
+EXIT_RETRY = 5.0
+
+
+def _stop_at_exit(ref: weakref.ref[RecordingWriter]) -> Callable[[], None]:
+    def stop() -> None:
+        writer = ref()
+        if writer is not None and writer.alive():
+            writer._deadline = time.monotonic() + EXIT_RETRY
+            writer._queue.put(_STOP)
+
+    return stop
 
 
 @dataclass
@@ -175,9 +188,13 @@ class RecordingWriter:
             raise RecordingError(f"cannot write to {self.path}: {exc}") from None
         finally:
             db.close()
-        # Not a daemon: an interpreter exit must not cut a batch off halfway.
+        # Not a daemon: an interpreter exit must not cut a batch off halfway. But a
+        # writer whose owner never closed it (an exception, a Ctrl-C in the wrong
+        # instant) must not keep the process alive either: at exit it is told to stop,
+        # after writing what it holds, before the interpreter waits for it.
         self._thread = threading.Thread(target=self._guarded, name="sentinel-recorder")
         self._thread.start()
+        threading._register_atexit(_stop_at_exit(weakref.ref(self)))  # type: ignore[attr-defined]
 
     def _start_run(self, db: Database) -> int:
         run_id = (
