@@ -15,9 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from sentinel_ws_proxy.analysis.advice import ADVICE
-from sentinel_ws_proxy.decoders import decode, session_decoder
+from sentinel_ws_proxy.decoders import decode, for_session
 from sentinel_ws_proxy.protocol import close_code_name, status_phrase
-from sentinel_ws_proxy.recording.jsonrows import encode_value, row_to_json
 from sentinel_ws_proxy.timefmt import clock, seconds, size
 
 if TYPE_CHECKING:  # types only: importing these would load aiohttp at every start-up
@@ -62,35 +61,6 @@ def jsonable(value: Any) -> Any:
         except UnicodeDecodeError:
             return base64.b64encode(value).decode("ascii")
     return value
-
-
-def session_json(row: SessionRow, verdict: Verdict) -> dict[str, Any]:
-    out = row_to_json(row)
-    out["category"] = verdict.category
-    out["explanation"] = verdict.explanation
-    out["reconnect_gap"] = verdict.reconnect_gap
-    return out
-
-
-def message_json(message: Message, decoder: Any = None) -> dict[str, Any]:
-    decoded = decode(decoder, message.payload)
-    return {
-        "id": message.id,
-        "ts": message.ts,
-        "direction": message.direction,
-        "source": message.source,
-        "opcode": message.opcode,
-        "frames": len(message.frames),
-        "size": message.size,
-        "payload": encode_value(message.payload),
-        "truncated": message.truncated,
-        "compressed": message.compressed,
-        "forwarded": message.forwarded,
-        "close_code": message.close_code,
-        "close_reason": message.close_reason,
-        "violation": message.violation,
-        "decoded": None if decoded is None else decoded.as_json(),
-    }
 
 
 def _close_cell(s: SessionRow) -> str:
@@ -181,12 +151,13 @@ def _message_rows(
         opcode += ", deflated" if m.compressed else ""
         close = (m.close_code, m.close_reason)
         marks = _marks(m.source, m.forwarded, m.fault, m.violation)
-        decoded = decode(decoder, m.payload)
+        decoded = decode(decoder, m.payload, m.direction)
         if decoded is not None and not full:
             text = marks + decoded.summary  # what the app meant, not its framing
         elif decoded is not None:
-            data = decoded.fields.get("data")
-            shown = json.dumps(data, indent=2, ensure_ascii=False) if data is not None else ""
+            shown = _pretty(decoded.text) if decoded.text is not None else ""
+            if not shown and decoded.fields.get("data") is not None:
+                shown = json.dumps(decoded.fields["data"], indent=2, ensure_ascii=False)
             text = f"{marks}{decoded.protocol} {decoded.kind}\n{shown}".rstrip()
         else:
             text = marks + preview(m.opcode, m.payload, close, full)
@@ -254,7 +225,7 @@ def show_session(
         if wire_frames:
             title, body = f"Wire frames ({len(frames)})", _frame_rows(frames, started, payloads)
         else:
-            decoder = session_decoder(row.path, row.query, [m.payload for m in messages])
+            decoder = for_session(row.subprotocol, row.path, row.query, messages)
             title = f"Messages ({len(messages)}, in {plural(len(frames), 'wire frame')})"
             if decoder is not None:
                 title += f", {decoder.NAME} decoded"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sentinel_ws_proxy.decoders import app_error
+from sentinel_ws_proxy.decoders import decode, socketio
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import SessionRow
 
@@ -45,23 +45,9 @@ def gather(recording: Recording, sessions: Iterable[SessionRow]) -> dict[int, Se
     ids = [s.id for s in sessions if s.id is not None and needs_facts(s)]
     socketio = {s.id for s in sessions if s.id is not None and _socketio(s)}
     found: dict[int, SessionFacts] = {}
-    has_columns = "forwarded" in recording._present.get("frames", set())
-    delivered = "forwarded = 0" if has_columns else "0"
     wanted = set(ids)
     for where, params in _ranges(ids):
-        # The first close frame's direction rides in the parity of min(id * 2 + s2c):
-        # one pass over the frames instead of a second query.
-        rows = recording.fetch(
-            f"""SELECT session_id,
-                  min(CASE WHEN opcode = 'close' THEN ts END),
-                  max(CASE WHEN direction = 's2c' AND opcode = 'ping' THEN ts END),
-                  max(CASE WHEN direction = 'c2s' THEN ts END),
-                  max(CASE WHEN opcode = 'close' AND {delivered} THEN 1 ELSE 0 END),
-                  min(CASE WHEN opcode = 'close' THEN id * 2 + (direction = 's2c') END)
-                FROM frames WHERE {where} GROUP BY session_id""",
-            params,
-        )
-        for sid, first_close, ping, client, late, first in rows:
+        for sid, first_close, ping, client, late, first in recording.close_facts(where, params):
             if sid not in wanted:
                 continue
             found[sid] = SessionFacts(
@@ -97,12 +83,9 @@ def _socketio(s: SessionRow) -> bool:
 
 
 def _socketio_error(recording: Recording, session_id: int) -> str | None:
-    rows = recording.conn.execute(
-        "SELECT payload FROM frames WHERE session_id = ? AND direction = 's2c'"
-        " AND opcode = 'text' AND (payload LIKE '44%' OR payload LIKE '41%') ORDER BY id LIMIT 1",
-        [session_id],
-    ).fetchall()
-    return app_error(rows[0][0]) if rows else None
+    text = recording.first_server_text(session_id, ("44", "41"))
+    found = decode(socketio, text, "s2c")
+    return None if found is None or found.ending is None else found.ending.reason
 
 
 def _number(value: object) -> float | None:

@@ -255,42 +255,12 @@ class FailureReport:
 
 def http_failures(recording: Recording, sessions: list[SessionRow], window: Window) -> list[dict]:
     """Failed plain HTTP requests on the sockets' paths, or on Socket.IO/SockJS transports."""
-    if not recording.has_table("http_requests"):
-        return []
-    paths = sorted({s.path for s in sessions if s.path})
-    where = ["CAST(status AS INTEGER) >= 400"]
-    params: list[Any] = []
-    marks = ",".join("?" * len(paths))
-    where.append(
-        "(path LIKE '%/socket.io/%' OR path LIKE '%/sockjs/%'"
-        + (f" OR path IN ({marks}))" if paths else ")")
+    return recording.failed_http(
+        sorted({s.path for s in sessions if s.path}),
+        since=window.since,
+        until=window.until,
+        run_id=window.run_id,
     )
-    params += paths
-    if window.since is not None:
-        where.append("ts >= ?")
-        params.append(window.since)
-    if window.until is not None:
-        where.append("ts < ?")
-        params.append(window.until)
-    if window.run_id is not None:
-        where.append("run_id = ?")
-        params.append(window.run_id)
-    body = "body" if "body" in recording._present["http_requests"] else "NULL"
-    rows = recording.conn.execute(
-        f"SELECT id, ts, client_addr, method, path, query, status, error, {body}"
-        f" FROM http_requests WHERE {' AND '.join(where)} ORDER BY ts, id",
-        params,
-    ).fetchall()
-    keys = ("id", "ts", "client_addr", "method", "path", "query", "status", "error", "body")
-    out = []
-    for row in rows:
-        item = dict(zip(keys, row, strict=True))
-        text = item["body"]
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
-        item["body"] = " ".join((text or "").split())[:200] or None
-        out.append(item)
-    return out
 
 
 def failure_report(recording: Recording, window: Window = Window()) -> FailureReport:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from sentinel_ws_proxy import present
 from sentinel_ws_proxy.analysis.report import (
     classify_recording,
     failure_report,
@@ -32,7 +33,7 @@ from sentinel_ws_proxy.cli.app import (
     with_options,
 )
 from sentinel_ws_proxy.cli.params import Size
-from sentinel_ws_proxy.decoders import session_decoder
+from sentinel_ws_proxy.decoders import decode, for_session
 from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
@@ -51,10 +52,8 @@ from sentinel_ws_proxy.render import (
     failures_headline,
     failures_report,
     http_failures_table,
-    message_json,
     result_table,
     search_results,
-    session_json,
     sessions_table,
     show_session,
 )
@@ -128,7 +127,7 @@ def sessions(
         wanted = fmt == "table" and not close_codes
         http = http_failures(recording, classified.summaries, window) if wanted else []
     if fmt != "table":
-        print_rows(fmt, [session_json(rows[s.id], v) for s, v in shown])
+        print_rows(fmt, [present.session(rows[s.id], v) for s, v in shown])
         return
     out = console()
     http = [h for h in http if _http_matches(h, path_glob, client)]
@@ -197,10 +196,12 @@ def show(
         classified = classify_recording(recording, window)
     verdict = next(v for v in classified.verdicts if v.session_id == session_id)
     if fmt != "table":
-        decoder = session_decoder(row.path, row.query, [m.payload for m in messages])
+        decoder = for_session(row.subprotocol, row.path, row.query, messages)
         listed = {
-            "session": session_json(row, verdict),
-            "messages": [message_json(m, decoder) for m in messages],
+            "session": present.session(row, verdict),
+            "messages": [
+                present.message(m, decode(decoder, m.payload, m.direction)) for m in messages
+            ],
             "frames": [row_to_json(f) for m in messages for f in m.frames],
         }
         if fmt == "json":

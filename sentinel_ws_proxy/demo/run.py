@@ -25,7 +25,7 @@ from sentinel_ws_proxy.proxy.log import SessionLog
 from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
 from sentinel_ws_proxy.recording.crash import in_use
 from sentinel_ws_proxy.recording.reader import Recording
-from sentinel_ws_proxy.recording.schema import open_read_only
+from sentinel_ws_proxy.recording.schema import open_read_only, set_meta
 from sentinel_ws_proxy.render import (
     category_text,
     failures_headline,
@@ -104,25 +104,13 @@ async def run_demo(db: Path, console: Console) -> DemoResult:
 
 def record_thresholds(db: Path) -> None:
     """The demo server's idle timeout is 1.5 s: every reader should classify with 1 s."""
-    conn = sqlite3.connect(db)
-    try:
-        with conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('idle_timeout', ?)",
-                [str(DEMO_IDLE_THRESHOLD)],
-            )
-    finally:
-        conn.close()
+    set_meta(db, "idle_timeout", str(DEMO_IDLE_THRESHOLD))
 
 
 def classify_demo(db: Path) -> DemoResult:
     with Recording(db) as recording:
         report = failure_report(recording, Window(**recorded_thresholds(recording)))
-        first_by_agent: dict[str, int] = {}
-        for session_id, agent in recording.conn.execute(
-            "SELECT id, user_agent FROM sessions ORDER BY id"
-        ):
-            first_by_agent.setdefault(agent, session_id)
+        first_by_agent = recording.first_session_by_agent()
     category = {v.session_id: v.category for v in report.classified.verdicts}
     outcomes = {}
     for scenario in SCENARIOS:

@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import sqlite3
 import sys
 import time
 from collections import deque
@@ -329,61 +328,34 @@ class FollowMonitor:
         self._last_poll = time.time()
 
     def _max_frame_id(self) -> int:
-        return self._recording.conn.execute("SELECT coalesce(max(id), 0) FROM frames").fetchone()[0]
+        return self._recording.max_frame_id()
 
     def poll(self) -> None:
-        conn, s = self._recording.conn, self.state
+        recording, s = self._recording, self.state
         now = time.time()
-        run_id = conn.execute("SELECT max(id) FROM runs").fetchone()[0]
         s.clock = now
-        s.sessions_seen = conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
-        rows = conn.execute(
-            "SELECT id, client_addr, path, started_at FROM sessions"
-            " WHERE run_id = ? AND ended_at IS NULL AND handshake_status = 101",
-            [run_id],
-        ).fetchall()
-        s.open = {r[0]: OpenConnection(r[0], r[1] or "", r[2] or "", r[3]) for r in rows}
-        if s.open:
-            marks = ",".join("?" * len(s.open))
-            for sid, direction, count, total, last in conn.execute(
-                f"SELECT session_id, direction, count(*), total(size), max(CAST(ts AS REAL))"
-                f" FROM frames"
-                f" WHERE session_id IN ({marks}) GROUP BY session_id, direction",
-                list(s.open),
-            ):
-                c = s.open[sid]
-                c.frames[direction], c.bytes[direction] = count, total or 0
-                c.last_activity = max(c.last_activity or 0, last)
+        s.sessions_seen = recording.session_span()[0]
+        rows = recording.open_sessions(recording.latest_run())
+        s.open = {r[0]: OpenConnection(*r) for r in rows}
+        for sid, direction, count, total, last in recording.traffic(list(s.open)):
+            c = s.open[sid]
+            c.frames[direction], c.bytes[direction] = count, total or 0
+            c.last_activity = max(c.last_activity or 0, last)
         newest = self._max_frame_id()
         elapsed = max(now - self._last_poll, 1e-6)
-        counts = dict(
-            conn.execute(
-                "SELECT direction, count(*) FROM frames WHERE id > ? GROUP BY direction",
-                [self._last_frame_id],
-            ).fetchall()
-        )
+        counts = recording.frame_counts_after(self._last_frame_id)
         s.rate = {d: counts.get(d, 0) / elapsed for d in ("c2s", "s2c")}
         self._last_frame_id, self._last_poll = newest, now
         self._refresh_closes()
-        try:
-            s.faults = conn.execute(
-                "SELECT e.ts, e.action, e.fault_id, e.session_id, f.spec, e.detail"
-                " FROM fault_events e LEFT JOIN faults f ON f.id = e.fault_id"
-                " ORDER BY e.id DESC LIMIT ?",
-                [RECENT],
-            ).fetchall()
-        except sqlite3.OperationalError:
-            s.faults = []  # a recording from before fault injection existed
+        s.faults = [
+            (e["ts"], e["action"], e["fault_id"], e["session_id"], e["spec"], e["detail"])
+            for e in recording.fault_events(newest=RECENT)
+        ]
 
     def _refresh_closes(self) -> None:
         # Verdicts of recent closes are recomputed each time: a client-side
         # disconnect becomes a navigation once the same client is back.
-        oldest = self._recording.conn.execute(
-            "SELECT min(started_at) FROM (SELECT started_at FROM sessions"
-            " WHERE typeof(ended_at) IN ('integer', 'real')"
-            " AND typeof(started_at) IN ('integer', 'real') ORDER BY ended_at DESC LIMIT ?)",
-            [RECENT],
-        ).fetchone()[0]
+        oldest = self._recording.oldest_start_of_recent_closes(RECENT)
         if oldest is None:
             self.state.closes.clear()
             return
@@ -422,12 +394,7 @@ class ReplayMonitor:
         if start is None and self._sessions:
             start = self._sessions[0].started_at
         self.state.clock = start or time.time()
-        self._frames = self._recording.conn.execute(
-            # Numbers only: a hand-edited row with text in ts or size is left out.
-            "SELECT session_id, ts, direction, coalesce(CAST(size AS INTEGER), 0) FROM frames"
-            " WHERE typeof(ts) IN ('integer', 'real') AND ts >= ? ORDER BY id",
-            [self.state.clock],
-        )
+        self._frames = self._recording.frame_clock(self.state.clock)
         self._pending: tuple | None = next(self._frames, None)
         self._last_event = self.state.clock
 

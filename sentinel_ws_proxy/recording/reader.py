@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sentinel_ws_proxy.protocol import payload_bytes
 from sentinel_ws_proxy.recording.crash import CRASHED, crashed_runs
+from sentinel_ws_proxy.recording.queries import RecordingQueries
 from sentinel_ws_proxy.recording.schema import (
     TABLES,
     Column,
@@ -80,13 +81,45 @@ class Message:
         return payload_bytes(self.payload)
 
 
+def _key(f: FrameRow) -> tuple[int, str, int]:
+    """Which message a frame belongs to (a version 1 row is a message of its own)."""
+    number = f.message if f.message is not None else -(f.id or 0)
+    return (f.session_id or 0, f.direction or "", number)
+
+
 def join_messages(frames: Sequence[FrameRow]) -> list[Message]:
     """Group a session's wire frames into messages, in the order each message began."""
-    groups: dict[tuple[str, int], list[FrameRow]] = {}
+    groups: dict[tuple[int, str, int], list[FrameRow]] = {}
     for f in frames:
-        key = (f.direction or "", f.message if f.message is not None else -(f.id or 0))
-        groups.setdefault(key, []).append(f)
+        groups.setdefault(_key(f), []).append(f)
     return [_message(group) for group in groups.values()]
+
+
+class MessageJoiner:
+    """Whole messages from a stream of wire frames (any sessions, in wire order), each as
+    its last fragment arrives: the one place fragments are joined, for readers that
+    cannot hold a session (search's index, streaming export)."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[tuple[int, str, int], list[FrameRow]] = {}
+
+    def feed(self, f: FrameRow) -> Message | None:
+        key = _key(f)
+        group = self.waiting.get(key)
+        if group is None:
+            if f.fin in (1, None):
+                return _message([f])
+            self.waiting[key] = [f]
+            return None
+        group.append(f)
+        if f.fin in (1, None):
+            del self.waiting[key]
+            return _message(group)
+        return None
+
+    def first_waiting(self) -> int | None:
+        """The id of the oldest frame whose message has not ended yet."""
+        return min((g[0].id or 0 for g in self.waiting.values()), default=None)
 
 
 def _message(group: list[FrameRow]) -> Message:
@@ -150,8 +183,8 @@ def clean_expression(table: str, column: Column) -> str:
     return f"{expr} AS {name}"
 
 
-class Recording:
-    """A read-only view of one recording file."""
+class Recording(RecordingQueries):
+    """A read-only view of one recording file; the questions it answers are in queries.py."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -239,11 +272,11 @@ class Recording:
         for start in range(0, len(stuck), 500):
             chunk = stuck[start : start + 500]
             last.update(
-                self.conn.execute(
+                self.fetch(
                     f"SELECT session_id, max(ts) FROM frames WHERE session_id IN"
                     f" ({','.join('?' * len(chunk))}) GROUP BY session_id",
                     chunk,
-                ).fetchall()
+                )
             )
         return [
             replace(

@@ -477,6 +477,16 @@ def open_database(path: Path, *, create: bool) -> sqlite_utils.Database:
     return db
 
 
+def set_meta(path: Path, key: str, value: str) -> None:
+    """Write one fact into a recording's meta table (the demo's thresholds, say)."""
+    db = open_database(path, create=False)
+    try:
+        with db.conn:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+    finally:
+        db.close()
+
+
 def no_such_recording(path: Path) -> RecordingError:
     """The error for a missing recording, naming the ones beside it (the demo's, say)."""
     folder = path.parent if path.parent.is_dir() else Path("recordings")

@@ -28,7 +28,8 @@ from typing import Any
 
 from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.protocol import payload_bytes
-from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.reader import MessageJoiner, Recording
+from sentinel_ws_proxy.recording.schema import FrameRow
 
 BATCH = 50_000  # frames read per step while indexing
 FORMAT = "2"  # of the index file: another one is built anew
@@ -197,18 +198,18 @@ class SearchIndex:
             )
             conn.execute("DELETE FROM texts WHERE id > ?", [last])
         added = 0
-        open_messages: dict[int, list[tuple]] = {}
-        select = _frames_select(recording)
+        joiner = MessageJoiner()
         while True:
-            frames = recording.fetch(select, [last, BATCH])
+            frames = recording.frames_after(last, BATCH)
             if not frames:
                 break
-            rows = list(_texts(frames, open_messages))
+            rows = list(_texts(frames, joiner))
             with conn:
                 conn.executemany("INSERT OR IGNORE INTO texts VALUES (?,?,?,?,?,?)", rows)
             added += len(rows)
-            last = frames[-1][0]
-        resume = min(open_messages, default=last + 1) - 1
+            last = frames[-1].id or last
+        waiting = joiner.first_waiting()
+        resume = last if waiting is None else waiting - 1
         with conn:
             conn.execute(
                 "INSERT INTO texts_fts(rowid, text) SELECT id, text FROM texts WHERE id > ?",
@@ -283,37 +284,18 @@ def _tokenizer(conn: sqlite3.Connection) -> str:
     return "trigram"
 
 
-FRAME_COLUMNS = ("id", "session_id", "ts", "direction", "opcode", "message", "fin", "payload",
-                 "close_reason")  # fmt: skip
-
-
-def _frames_select(recording: Recording) -> str:
-    """Only what indexing needs, as stored (a version 1 file has no message or fin)."""
-    present = recording._present["frames"]
-    columns = ", ".join(c if c in present else f"NULL AS {c}" for c in FRAME_COLUMNS)
-    return f"SELECT {columns} FROM frames WHERE id > ? ORDER BY id LIMIT ?"
-
-
-def _texts(frames: list[tuple], open_messages: dict[int, list[tuple]]) -> Iterator[tuple]:
+def _texts(frames: list[FrameRow], joiner: MessageJoiner) -> Iterator[tuple]:
     """Rows for the index: whole text messages (fragments joined) and close reasons."""
     for frame in frames:
-        fid, session_id, ts, direction, opcode, message, fin, payload, reason = frame
-        if opcode == "close":
-            if reason:
-                yield (fid, session_id, direction, ts, "close", _decoded(reason))
+        if frame.opcode == "close":
+            if frame.close_reason:
+                yield (frame.id, frame.session_id, frame.direction, frame.ts, "close",
+                       frame.close_reason)  # fmt: skip
             continue
-        if message is None or (message == fid and fin in (1, None)):
-            if opcode == "text":
-                yield (fid, session_id, direction, ts, "message", _decoded(payload))
-            continue
-        group = open_messages.setdefault(message, [])
-        group.append(frame)
-        if fin == 1:
-            del open_messages[message]
-            first = group[0]
-            if first[4] == "text":
-                text = _decoded(b"".join(payload_bytes(g[7]) for g in group))
-                yield (first[0], first[1], first[3], first[2], "message", text)
+        message = joiner.feed(frame)
+        if message is not None and message.opcode == "text":
+            yield (message.id, message.session_id, message.direction, message.ts, "message",
+                   _decoded(message.payload))  # fmt: skip
 
 
 def _decoded(payload: str | bytes | None) -> str:

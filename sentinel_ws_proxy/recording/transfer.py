@@ -17,7 +17,7 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sentinel_ws_proxy.decoders import decode, session_decoder
+from sentinel_ws_proxy.decoders import decode, for_session
 from sentinel_ws_proxy.recording.jsonrows import row_from_json, row_to_json
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import (
@@ -103,7 +103,7 @@ def to_jsonl(tables: Tables) -> Iterator[str]:
         for row in tables.rows[table]:
             line = {"table": table, **row_to_json(row)}
             if table == "frames" and decoders.get(row.session_id) is not None:
-                found = decode(decoders[row.session_id], row.payload)
+                found = decode(decoders[row.session_id], row.payload, row.direction or "")
                 if found is not None:
                     line["decoded"] = found.as_json()
             yield json.dumps(line, ensure_ascii=False)
@@ -112,11 +112,12 @@ def to_jsonl(tables: Tables) -> Iterator[str]:
 def _decoders(tables: Tables) -> dict[int, Any]:
     first: dict[int, list[object]] = {}
     for f in tables.rows["frames"]:
-        first.setdefault(f.session_id, [])
-        if len(first[f.session_id]) < 3 and f.direction == "s2c":
-            first[f.session_id].append(f.payload)
+        found = first.setdefault(f.session_id, [])
+        if len(found) < 4 and f.opcode in ("text", "binary"):
+            found.append(f)
     return {
-        s.id: session_decoder(s.path, s.query, first.get(s.id, [])) for s in tables.rows["sessions"]
+        s.id: for_session(s.subprotocol, s.path, s.query, first.get(s.id, []))
+        for s in tables.rows["sessions"]
     }
 
 

@@ -102,16 +102,10 @@ def choose_sessions(
         raise RecordingError("give sessions or a run, not both")
     if not session_ids:
         if run_id is None:
-            row = recording.conn.execute("SELECT max(run_id) FROM sessions").fetchone()
-            run_id = row[0]
+            run_id = recording.latest_run_id()
             if run_id is None:
                 raise RecordingError(f"{recording.path} holds no sessions")
-        session_ids = [
-            r[0]
-            for r in recording.conn.execute(
-                "SELECT id FROM sessions WHERE run_id = ? ORDER BY started_at, id", [run_id]
-            )
-        ]
+        session_ids = recording.session_ids_of_run(run_id)
         if not session_ids:
             raise RecordingError(f"run {run_id} has no sessions in {recording.path}")
     return [load_session(recording, sid) for sid in session_ids]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentinel_ws_proxy.analysis.advice import ADVICE
+from sentinel_ws_proxy import present
 from sentinel_ws_proxy.analysis.classify import CATEGORIES, EXPECTED, FAILURES, Verdict
 from sentinel_ws_proxy.analysis.recovery import Disruption
 from sentinel_ws_proxy.analysis.report import (
@@ -35,12 +34,11 @@ from sentinel_ws_proxy.analysis.report import (
     http_failures,
     recorded_thresholds,
 )
-from sentinel_ws_proxy.decoders import session_decoder
-from sentinel_ws_proxy.recording.jsonrows import row_to_json
+from sentinel_ws_proxy.decoders import decode, for_session
+from sentinel_ws_proxy.recording.queries import DataVersion
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import SessionRow
 from sentinel_ws_proxy.recording.search import SearchIndex
-from sentinel_ws_proxy.render import message_json
 
 PAGE = 50
 CLIENTS_PAGE = 20
@@ -89,9 +87,7 @@ class RecordingView:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._watch_lock = threading.Lock()
-        self._watch: sqlite3.Connection | None = None
-        self._watched: tuple[int, int] | None = None  # (inode, data_version)
-        self._generation = 0
+        self._watch = DataVersion(path)
         self._snapshot: Snapshot | None = None
         self._builds = 0
         self._building: threading.Thread | None = None
@@ -111,21 +107,7 @@ class RecordingView:
     def generation(self) -> int:
         """A number that grows whenever the recording changed (written, or replaced)."""
         with self._watch_lock:
-            try:
-                inode = self.path.stat().st_ino
-            except OSError:
-                return self._generation
-            if self._watch is None or self._watched is None or self._watched[0] != inode:
-                if self._watch is not None:
-                    self._watch.close()
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self._watch = sqlite3.connect(uri, uri=True, check_same_thread=False)
-                self._watched = None
-            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
-            if self._watched != (inode, version):
-                self._watched = (inode, version)
-                self._generation += 1
-            return self._generation
+            return self._watch.poll()
 
     def version(self) -> tuple[int, int]:
         """What the page refetches on: the recording changed, or a new classification."""
@@ -206,12 +188,7 @@ class RecordingView:
     def _newer(self, snapshot: Snapshot) -> list[Entry]:
         """Sessions the snapshot does not have yet."""
         recording = self.recording()
-        ids = [
-            r[0]
-            for r in recording.conn.execute(
-                "SELECT id FROM sessions WHERE id > ? ORDER BY id", [snapshot.last_id]
-            )
-        ]
+        ids = recording.session_ids_after(snapshot.last_id)
         rows = recording.session_rows(ids)
         return [Entry(rows[i], None) for i in ids if i in rows]
 
@@ -242,9 +219,7 @@ class RecordingView:
 
     def _unclassified_summary(self) -> dict[str, Any]:
         recording = self.recording()
-        count, first, last = recording.fetch(
-            "SELECT count(*), min(started_at), max(started_at) FROM sessions"
-        )[0]
+        count, first, last = recording.session_span()
         return {
             "recording": str(self.path),
             "sessions": count,
@@ -288,14 +263,8 @@ class RecordingView:
 
     def _unclassified_page(self, page: int, per_page: int) -> dict[str, Any]:
         recording = self.recording()
-        total = recording.fetch("SELECT count(*) FROM sessions")[0][0]
-        ids = [
-            r[0]
-            for r in recording.fetch(
-                "SELECT id FROM sessions ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
-                [per_page, (page - 1) * per_page],
-            )
-        ]
+        total = recording.session_span()[0]
+        ids = recording.newest_session_ids(per_page, (page - 1) * per_page)
         rows = recording.session_rows(ids)
         return {
             "total": total,
@@ -316,31 +285,19 @@ class RecordingView:
         family = snapshot.clients.get(row.client_key, []) if snapshot is not None else []
         ids = [e.row.id for e in family]
         at = ids.index(session_id) if session_id in ids else None
-        advice = ADVICE.get(verdict.category) if verdict is not None else None
         return {
-            "session": row_to_json(row),
-            "verdict": None
-            if verdict is None
-            else {
-                "category": verdict.category,
-                "failure": verdict.failure,
-                "explanation": verdict.explanation,
-                "evidence": list(verdict.evidence),
-                "reconnect_gap": verdict.reconnect_gap,
-            },
-            "advice": None
-            if advice is None
-            else {
-                "title": advice.title,
-                "causes": list(advice.causes),
-                "fixes": list(advice.fixes),
-            },
+            "session": present.session(row, verdict),
+            "verdict": present.verdict(verdict),
+            "advice": present.advice(verdict.category if verdict is not None else None),
             "disruption": None
             if entry is None or entry.disruption is None
             else entry.disruption.as_json(),
             "previous": ids[at - 1] if at else None,
             "next": ids[at + 1] if at is not None and at + 1 < len(ids) else None,
-            "faults": _fault_events(recording, session_id),
+            "faults": [
+                {k: v for k, v in e.items() if k != "session_id"}
+                for e in recording.fault_events(session_id)
+            ],
             "idle_timeout": self.window.idle_timeout,
         }
 
@@ -349,13 +306,13 @@ class RecordingView:
         recording = self.recording()
         row = recording.session_row(session_id)
         messages = recording.messages(session_id)
-        decoder = session_decoder(row.path, row.query, [m.payload for m in messages])
+        decoder = for_session(row.subprotocol, row.path, row.query, messages)
         shown = [m for m in messages if (m.id or 0) > after]
         return {
             "session_id": session_id,
             "open": row.ended_at is None,
             "decoder": None if decoder is None else decoder.NAME,
-            "messages": [_message_item(m, decoder) for m in shown],
+            "messages": [_message_item(m, decode(decoder, m.payload, m.direction)) for m in shown],
         }
 
     def chains(self, query: dict[str, str]) -> dict[str, Any]:
@@ -388,8 +345,7 @@ class RecordingView:
         }
 
     def close(self) -> None:
-        if self._watch is not None:
-            self._watch.close()
+        self._watch.close()
 
 
 def _int(value: str | None, default: int) -> int:
@@ -517,20 +473,18 @@ def _http_item(h: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _message_item(message: Any, decoder: Any) -> dict[str, Any]:
-    out = message_json(message, decoder)
-    payload = message.payload
-    if isinstance(payload, str):
-        out["text"] = payload[:TEXT_LIMIT]
-        out["cut"] = len(payload) > TEXT_LIMIT
-    else:
-        data = bytes(payload or b"")
+def _message_item(message: Any, decoded: Any) -> dict[str, Any]:
+    """The projection's message, with its payload cut for the page (text, or hex)."""
+    out = present.message(message, decoded)
+    text = out["text"]
+    if text is not None:
+        out["text"] = text[:TEXT_LIMIT]
+        out["cut"] = len(text) > TEXT_LIMIT
+    if not isinstance(message.payload, str):
+        data = bytes(message.payload or b"")
         out["hex"] = data[: TEXT_LIMIT // 2].hex(" ")
-        out["cut"] = len(data) > TEXT_LIMIT // 2
+        out["cut"] = out.get("cut") or len(data) > TEXT_LIMIT // 2
     del out["payload"]
-    out["fin"] = [f.fin for f in message.frames]
-    out["fault"] = None if message.fault is None else list(message.fault)
-    out["last_ts"] = message.last_ts
     return out
 
 
@@ -560,18 +514,6 @@ def _chain(key: tuple[str, str, str], entries: list[Entry]) -> dict[str, Any]:
         "cookie": bool(key[2]),
         "sessions": sessions,
     }
-
-
-def _fault_events(recording: Recording, session_id: int) -> list[dict[str, Any]]:
-    if not recording.has_table("fault_events"):
-        return []
-    rows = recording.conn.execute(
-        "SELECT e.ts, e.action, e.detail, e.fault_id, f.spec FROM fault_events e"
-        " LEFT JOIN faults f ON f.id = e.fault_id WHERE e.session_id = ? ORDER BY e.ts",
-        [session_id],
-    ).fetchall()
-    keys = ("ts", "action", "detail", "fault_id", "spec")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def check_recording(path: Path) -> None:

@@ -332,7 +332,7 @@ function timeline(view) {
 function preview(m) {
   if (m.decoded) return m.decoded.summary;
   if (m.opcode === "close") return `${m.close_code ?? ""} ${m.close_reason || ""}`;
-  if (m.text !== undefined) return m.text.slice(0, 160);
+  if (m.text != null) return m.text.slice(0, 160);
   return m.hex ? `${size(m.size)} binary: ${m.hex.slice(0, 47)}` : "";
 }
 
@@ -372,7 +372,7 @@ function select(view, m) {
 }
 
 function showDetail(view, m) {
-  const payload = m.text !== undefined ? pretty(m.text) : m.hex || "";
+  const payload = m.text != null ? pretty(m.text) : m.hex || "";
   view.detail.replaceChildren(
     el("div", {}, el("strong", {}, `${m.opcode} ${arrow(m.direction)} `),
       `${size(m.size)} at +${(m.ts - view.s.started_at).toFixed(3)} s (${clock(m.ts, true)}), message ${m.id}`,
@@ -380,7 +380,7 @@ function showDetail(view, m) {
     el("div", { class: "flags" }, flags(m).map((f) => el("span", {}, f))),
     m.decoded ? el("div", {}, el("div", { class: "dim" }, `${m.decoded.protocol} ${m.decoded.kind}`), el("pre", { id: "decoded" }, JSON.stringify(m.decoded, null, 2))) : null,
     m.opcode === "close" ? el("p", {}, `Close code ${m.close_code ?? "none"}${m.close_reason ? `, reason "${m.close_reason}"` : ""}`) : null,
-    el("div", { class: "dim" }, m.text !== undefined ? "payload" : "payload (hex)"),
+    el("div", { class: "dim" }, m.text != null ? "payload" : "payload (hex)"),
     el("pre", { id: "payload" }, payload),
     m.cut ? el("p", { class: "dim" }, "Shown in part: the page gets the first 256 KiB.") : null);
   // The page may not be in the document yet (a search result opening it): scroll once it is.
