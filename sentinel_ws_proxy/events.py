@@ -152,6 +152,8 @@ class HttpRequest(NamedTuple):
     duration_ms: float
     error: str | None = None
     body: bytes = b""  # the first bytes of an error response (status 400 and up)
+    user_agent: str | None = None
+    navigate: bool = False  # a browser's page load (Sec-Fetch-Mode: navigate, Dest: document)
 
 
 class FaultAdded(NamedTuple):

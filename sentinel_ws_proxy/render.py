@@ -269,14 +269,39 @@ EXPECTED_WORDS = {
 
 
 def failures_headline(report: FailureReport, where: str) -> str:
-    """'28 sessions in X: 3 failures, 24 expected disconnects (22 navigations, 2 tabs closed)'"""
+    """'28 sessions in X: 1 incident (server_restart: 4 sessions failed in it, 10 retries
+    refused), 3 failures, 24 expected endings (22 navigations, 2 tabs closed)'
+
+    Incidents come first: the retries a page makes during an outage are the outage's,
+    and never outnumber it in the line a user reads first."""
     total = len(report.classified.summaries)
-    line = f"{total} sessions in {where}: {report.failures} failure" + (
-        "" if report.failures == 1 else "s"
-    )
+    pages = len(report.classified.pages.pages)
+    line = f"{total} sessions" + (f" ({pages} pages)" if pages else "") + f" in {where}: "
+    found = report.incidents
+    if found:
+        failed = sum(len(i["sessions"]) for i in found)
+        refused = sum(n for i in found for n in i["refused_retries"].values())
+        kinds = sorted({k for i in found for k in i["kinds"]})
+        line += (
+            f"{plural(len(found), 'incident')} ({'/'.join(kinds)}: "
+            f"{plural(failed, 'session')} failed in "
+            + ("it" if len(found) == 1 else "them")
+            + (f", {plural(refused, 'retry')} refused" if refused else "")
+            + "), "
+        )
+        line += f"{report.failures} failure" + ("" if report.failures == 1 else "s") + " in all"
+    else:
+        line += f"{report.failures} failure" + ("" if report.failures == 1 else "s")
     expected = report.expected
     if expected:
-        parts = [f"{n} {EXPECTED_WORDS[c][0 if n == 1 else 1]}" for c, n in expected.items()]
+        # Navigations and closed tabs are counted by page: one page's three sockets
+        # closing together are one tab closed, not three.
+        paged = {c: report.pages_in(c) for c in ("navigation", "client_gone") if c in expected}
+        parts = [
+            f"{paged.get(c, n)} {EXPECTED_WORDS[c][0 if paged.get(c, n) == 1 else 1]}"
+            + (f" ({n} sockets)" if paged.get(c, n) != n else "")
+            for c, n in expected.items()
+        ]
         n = sum(expected.values())
         line += f", {n} expected ending" + ("" if n == 1 else "s") + f" ({', '.join(parts)})"
     return line
@@ -309,8 +334,9 @@ def failures_report(console: Console, report: FailureReport, total_label: str) -
     reconnects = report.classified.reconnects.as_dict()
     if reconnects["reconnected"]:
         console.print(
-            f"\n[bold]Navigations[/bold]: {reconnects['reconnected']} times the page came back "
-            f"after the browser closed its socket; gap median {seconds(reconnects['median_gap'])}"
+            f"\n[bold]Navigations[/bold]: {plural(reconnects['reconnected'], 'socket')} of "
+            f"{plural(reconnects['pages'] or reconnects['reconnected'], 'page')} came back after "
+            f"the browser left the page; gap median {seconds(reconnects['median_gap'])}"
             f", p95 {seconds(reconnects['p95_gap'])}, max {seconds(reconnects['max_gap'])}"
         )
     for category in counts:
@@ -452,8 +478,10 @@ def result_table(console: Console, columns: Sequence[str], rows: Sequence[Sequen
 
 
 def plural(count: int, noun: str) -> str:
-    """'1 wire frame', '3 wire frames'."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    """'1 wire frame', '3 wire frames', '2 retries'."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun[:-1]}ies" if noun.endswith("ry") else f"{count} {noun}s"
 
 
 def _pretty(text: str) -> str:

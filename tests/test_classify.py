@@ -113,12 +113,19 @@ def test_another_client_does_not_count_as_reconnect():
     first = session(1, close_code=1001, closed_by="client", ended_at=T0 + 10)
     stranger = session(2, started_at=T0 + 10.1, client_addr="10.9.9.9")
     other_browser = session(3, started_at=T0 + 10.2, client_addr=first.client_addr, user_agent="x")
-    other_cookie = session(
-        4, started_at=T0 + 10.3, client_addr=first.client_addr, cookie_hash="beef"
-    )
-    verdicts, stats = verdict_of(first, stranger, other_browser, other_cookie)
+    verdicts, stats = verdict_of(first, stranger, other_browser)
     assert verdicts[1].category == "client_gone"
     assert stats.never_reconnected == [1]
+
+
+def test_a_rotated_cookie_is_the_same_client():
+    # Frameworks that set a fresh CSRF cookie on every answer change the Cookie header
+    # on every handshake of one tab: that never makes it another client (issue 19).
+    first = session(1, close_code=1001, closed_by="client", ended_at=T0 + 10, cookie_hash="a")
+    again = session(2, started_at=T0 + 10.2, client_addr=first.client_addr, cookie_hash="b")
+    verdicts, stats = verdict_of(first, again)
+    assert verdicts[1].category == "navigation"
+    assert stats.as_dict()["reconnected"] == 1
 
 
 def test_rejected_retry_is_not_a_reconnect():

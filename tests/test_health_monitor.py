@@ -256,7 +256,10 @@ async def test_monitor_follow_and_replay_snapshots(tmp_path, echo_upstream):
         await closed.send("x")
         await within(closed.recv())
         await closed.close(1001)
-        open_ws = await within(websockets.connect(url + "/ws/still-open"))
+        # Another browser: the same one opening a socket now would be its page coming back.
+        open_ws = await within(
+            websockets.connect(url + "/ws/still-open", user_agent_header="another browser")
+        )
         await open_ws.send("hello")
         await within(open_ws.recv())
         await recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL")

@@ -147,8 +147,10 @@ def test_failures_report_for_people(recording):
     result = run("failures", "--idle-timeout", "0.2", db=recording)
     assert result.exit_code == 0
     text = result.output
-    assert "12 sessions" in text and "7 failures, 3 expected endings" in text
-    assert "1 navigation, 1 tab closed, 1 closed by the proxy stopping" in text
+    assert "12 sessions (10 pages)" in text and "7 failures in all, 3 expected endings" in text
+    assert "1 incident (" in text.splitlines()[0]  # incidents first (issue 19)
+    flat = " ".join(text.split())  # the headline wraps at the terminal's width
+    assert "1 navigation, 1 tab closed, 1 closed by the proxy stopping" in flat
     for category in EXPECTED:
         assert category in text
     assert "Store connection state in a service that survives page navigation" in text
@@ -579,3 +581,16 @@ def test_iso_times_carry_the_local_offset_of_their_own_date(monkeypatch, zone):
     finally:
         monkeypatch.undo()
         clock.tzset()
+
+
+def test_every_explanation_agrees_with_its_own_numbers(recording):
+    from tests.test_pages import GAP, WINDOW
+
+    report = json.loads(run("failures", "--json", db=recording).output)
+    window = report["thresholds"]["reconnect_window"]
+    for s in report["sessions"]:
+        gap, said = GAP.search(s["explanation"]), WINDOW.search(s["explanation"])
+        if gap and said:
+            assert float(gap.group(1)) > float(said.group(1)), s
+        if s["category"] == "navigation" and gap:
+            assert float(gap.group(1)) <= window, s

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sentinel_ws_proxy.analysis.facts import SessionFacts
+from sentinel_ws_proxy.analysis.pages import Pages, client_of
 from sentinel_ws_proxy.protocol import close_code_name
 from sentinel_ws_proxy.recording.schema import SessionRow
 
@@ -76,6 +77,7 @@ class Reconnects:
     disconnects: int = 0
     gaps: list[float] = field(default_factory=list)
     never_reconnected: list[int] = field(default_factory=list)
+    pages: int = 0  # pages that navigated (their sockets' navigations counted once)
 
     def as_dict(self) -> dict[str, object]:
         gaps = sorted(self.gaps)
@@ -86,6 +88,7 @@ class Reconnects:
             "p95_gap": percentile(gaps, 95),
             "max_gap": gaps[-1] if gaps else None,
             "never_reconnected": self.never_reconnected,
+            "pages": self.pages,
         }
 
 
@@ -135,11 +138,19 @@ class Accepted:
         return group[i] if i < len(group) else None
 
 
+# How a reconnect's "what" names a page load rather than a socket's path.
+PAGE_LOAD = "page load "
+
+
 def reconnect_gaps(
-    sessions: Sequence[SessionRow], facts: Mapping[int, SessionFacts] | None = None
+    sessions: Sequence[SessionRow],
+    facts: Mapping[int, SessionFacts] | None = None,
+    pages: Pages | None = None,
 ) -> dict[int, tuple[float, str] | None]:
-    """For each client-side disconnect: (gap, path) of the same client's next accepted
-    connection, or None if it never came back."""
+    """For each client-side disconnect: (gap, what) of the same client's next sign of
+    life, a socket on any path (its path) or a document load ("page load /x"), or None
+    if it never came back. A page's sockets come back in any order: any of them is
+    the page coming back."""
     facts = facts or {}
     accepted = Accepted(sessions)
     gaps: dict[int, tuple[float, str] | None] = {}
@@ -148,9 +159,11 @@ def reconnect_gaps(
             continue
         moment = disconnect_at(s, facts.get(s.id or 0))
         after = accepted.next_after(s, moment)
-        gaps[s.id or 0] = (
-            None if after is None else ((after.started_at or 0.0) - moment, after.path or "")
-        )
+        found = None if after is None else ((after.started_at or 0.0) - moment, after.path or "")
+        load = pages.next_load(client_of(s), moment) if pages is not None else None
+        if load is not None and (found is None or load[0] - moment < found[0]):
+            found = (load[0] - moment, PAGE_LOAD + load[1])
+        gaps[s.id or 0] = found
     return gaps
 
 
@@ -266,13 +279,22 @@ def _client_disconnect(
     if _did_not_wait(s, facts):
         how += " (the browser did not wait for the server's reply)"
     if reconnect is not None:
-        gap, path = reconnect
-        if gap <= window and path == s.path:
-            return "navigation", f"the client {how} and reconnected to {path} {gap:.3f} s later"
+        gap, what = reconnect
+        if gap <= window:
+            if what.startswith(PAGE_LOAD):
+                back = f"the browser loaded {what.removeprefix(PAGE_LOAD)} {gap:.3f} s later"
+                return "navigation", f"the client {how} and {back}: the page navigated"
+            if what == s.path:
+                return "navigation", f"the client {how} and reconnected to {what} {gap:.3f} s later"
+            return "navigation", (
+                f"the client {how} and its page was back {gap:.3f} s later (a socket on {what} "
+                "first): the page navigated or reloaded"
+            )
+        shown = f"{gap:.3f}" if gap < 1 else f"{gap:.1f}"
         return (
             "client_gone",
-            f"the client {how}; it came back {gap:.1f} s later"
-            + (f" on {path}" if path != s.path else "")
+            f"the client {how}; it came back {shown} s later"
+            + (f" ({what})" if what != s.path else "")
             + f", outside the {window:g} s reconnect window",
         )
     return "client_gone", f"the client {how} and did not reconnect (a tab closed for good?)"
@@ -295,12 +317,13 @@ def classify_all(
     sessions: Sequence[SessionRow],
     *,
     facts: Mapping[int, SessionFacts] | None = None,
+    pages: Pages | None = None,
     reconnect_window: float = DEFAULT_RECONNECT_WINDOW,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> tuple[list[Verdict], Reconnects]:
     """Verdicts for every session, and the reconnect statistics they imply."""
     facts = facts or {}
-    gaps = reconnect_gaps(sessions, facts)
+    gaps = reconnect_gaps(sessions, facts, pages)
     verdicts = [
         classify(
             s,
@@ -311,10 +334,15 @@ def classify_all(
         )
         for s in sessions
     ]
+    # Counted from the verdicts, so that the navigation line agrees with the table.
     stats = Reconnects(disconnects=len(gaps))
-    for session_id, found in gaps.items():
-        if found is None:
-            stats.never_reconnected.append(session_id)
-        else:
-            stats.gaps.append(found[0])
+    navigated: set[int] = set()
+    for v in verdicts:
+        if v.category == "navigation" and v.reconnect_gap is not None:
+            stats.gaps.append(v.reconnect_gap)
+            page = pages.of_session.get(v.session_id) if pages is not None else None
+            navigated.add(page if page is not None else -v.session_id)
+        elif v.category == "client_gone" and gaps.get(v.session_id) is None:
+            stats.never_reconnected.append(v.session_id)
+    stats.pages = len(navigated)
     return verdicts, stats

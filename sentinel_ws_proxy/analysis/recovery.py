@@ -22,6 +22,7 @@ from typing import Any
 
 from sentinel_ws_proxy.analysis.classify import Verdict, disconnect_at, percentile
 from sentinel_ws_proxy.analysis.facts import SessionFacts
+from sentinel_ws_proxy.analysis.pages import Pages, client_of
 from sentinel_ws_proxy.recording.schema import SessionRow
 
 GROWTH = 1.3  # a gap at least this much longer than the one before counts as growing
@@ -58,6 +59,7 @@ class Disruption:
     retries: list[tuple[int, int]] = field(default_factory=list)  # (session id, status)
     attempts: list[float] = field(default_factory=list)  # when each retry (and the recovery) began
     fault_id: int | None = None
+    by_reload: bool = False  # recovered by loading the page anew, not by the socket's retry
 
     @property
     def recovery(self) -> float | None:
@@ -83,6 +85,9 @@ class Disruption:
             "path": self.path,
             "began": self.began,
             "recovered": self.recovered_at is not None,
+            "recovered_by": None
+            if self.recovered_at is None
+            else ("page reload" if self.by_reload else "reconnect on the same path"),
             "gave_up": self.recovered_at is None,  # not back before the recording ended
             "recovered_after": None if self.recovery is None else round(self.recovery, 6),
             "retries": [{"session_id": i, "status": s} for i, s in self.retries],
@@ -158,8 +163,13 @@ def disruptions(
     sessions: Sequence[SessionRow],
     verdicts: Sequence[Verdict],
     facts: Mapping[int, SessionFacts],
+    pages: Pages | None = None,
 ) -> list[Disruption]:
-    """Every disruption of every client, in the order they began."""
+    """Every disruption of every client, in the order they began.
+
+    A disruption is recovered when the same client opens a socket on the same path
+    again (a page's event socket coming back says nothing of its kernel socket), or
+    when it loads a page anew (a reload: recovered, by another road, and said so)."""
     by_client: dict[tuple[str, str, str], list[tuple[SessionRow, Verdict]]] = defaultdict(list)
     for s, v in zip(sessions, verdicts, strict=True):
         by_client[s.client_key].append((s, v))
@@ -171,18 +181,18 @@ def disruptions(
         pending: list[Disruption] = []
         for s, v in pairs:
             start = s.started_at or 0.0
-            # Any accepted session means the client is back; a refused one is a retry
-            # only of what failed on its own path.
-            due = [d for d in pending if start >= d.began and (s.accepted or d.path == s.path)]
+            if pages is not None:
+                _reloaded(pending, pages, s, start)
+            # What failed on a path comes back, or is retried, on that path.
+            due = [d for d in pending if start >= d.began and d.path == s.path]
             for d in due:
                 d.attempts.append(start)
                 if s.accepted:
                     d.recovered_at = start
                 else:
                     d.retries.append((s.id or 0, s.handshake_status or 0))
-            if s.accepted:
-                pending = [d for d in pending if d.recovered_at is None]
-            elif due:
+            pending = [d for d in pending if d.recovered_at is None]
+            if due and not s.accepted:
                 continue  # a retry, not a new disruption
             if v.category in DISRUPTIONS and (s.ended_at is not None or not s.accepted):
                 began = disconnect_at(s, facts.get(s.id or 0)) if s.accepted else start
@@ -194,6 +204,15 @@ def disruptions(
                 found.append(disruption)
     found.sort(key=lambda d: d.began)
     return found
+
+
+def _reloaded(pending: list[Disruption], pages: Pages, s: SessionRow, start: float) -> None:
+    """Disruptions of this client that a page load before `start` ended."""
+    for d in pending:
+        load = pages.next_load(client_of(s), d.began)
+        if d.recovered_at is None and load is not None and load[0] <= start:
+            d.recovered_at = load[0]
+            d.by_reload = True
 
 
 def restarts(found: Sequence[Disruption]) -> dict[int, str]:

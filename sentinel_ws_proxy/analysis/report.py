@@ -7,7 +7,7 @@ import fnmatch
 import functools
 import gc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,6 +23,8 @@ from sentinel_ws_proxy.analysis.classify import (
     classify_all,
 )
 from sentinel_ws_proxy.analysis.facts import SessionFacts
+from sentinel_ws_proxy.analysis.pages import Pages
+from sentinel_ws_proxy.analysis.pages import group as group_pages
 from sentinel_ws_proxy.analysis.recovery import (
     Disruption,
     disruptions,
@@ -71,6 +73,7 @@ class Classified:
     reconnects: Reconnects
     facts: dict[int, SessionFacts] = field(default_factory=dict)
     disruptions: list[Disruption] = field(default_factory=list)
+    pages: Pages = field(default_factory=lambda: Pages([], {}, {}))
 
     def pairs(self) -> list[tuple[SessionRow, Verdict]]:
         return list(zip(self.summaries, self.verdicts, strict=False))
@@ -80,16 +83,20 @@ def classify_sessions(
     summaries: list[SessionRow],
     facts: dict[int, SessionFacts],
     window: Window = Window(),
+    loads: Sequence[tuple[float, str, str, str | None]] = (),
 ) -> Classified:
-    """Verdicts with their evidence, and the disruptions they make (pure: no file)."""
+    """Verdicts with their evidence, and the disruptions they make (pure: no file).
+    `loads`: the document loads the proxy saw (recording.document_loads())."""
+    pages = group_pages(summaries, loads)
     verdicts, reconnects = classify_all(
         summaries,
         facts=facts,
+        pages=pages,
         reconnect_window=window.reconnect_window,
         idle_timeout=window.idle_timeout,
     )
     verdicts = evidence.attach(summaries, verdicts, facts)
-    found = disruptions(summaries, verdicts, facts)
+    found = disruptions(summaries, verdicts, facts, pages)
     renamed = restarts(found)
     if renamed:
         # A drop the server came back from after refusing retries with 502/503 was a restart.
@@ -106,7 +113,7 @@ def classify_sessions(
         ]
         for d in found:
             d.kind = renamed.get(d.session_id, d.kind)
-    return Classified(summaries, verdicts, reconnects, facts, found)
+    return Classified(summaries, verdicts, reconnects, facts, found, pages)
 
 
 def classify_recording(recording: Recording, window: Window = Window()) -> Classified:
@@ -116,7 +123,9 @@ def classify_recording(recording: Recording, window: Window = Window()) -> Class
         summaries = recording.summaries(
             since=window.since, until=window.until, run_id=window.run_id
         )
-        return classify_sessions(summaries, facts.gather(recording, summaries), window)
+        return classify_sessions(
+            summaries, facts.gather(recording, summaries), window, recording.document_loads()
+        )
 
 
 @contextlib.contextmanager
@@ -197,6 +206,13 @@ class FailureReport:
         found = Counter(line for v in self.by_category.get(category, []) for line in v.evidence)
         return [line for line, _ in found.most_common(n)]
 
+    def pages_in(self, category: str) -> int:
+        """How many pages the sessions of a category belong to."""
+        of = self.classified.pages.of_session
+        return len(
+            {of.get(v.session_id, -v.session_id) for v in self.by_category.get(category, [])}
+        )
+
     @property
     def failures(self) -> int:
         return sum(n for c, n in self.counts.items() if c not in NOT_FAILURES)
@@ -227,10 +243,12 @@ class FailureReport:
                     "close_code": s.close_code,
                     "closed_by": s.closed_by,
                     "reconnect_gap": v.reconnect_gap,
+                    "page": self.classified.pages.of_session.get(v.session_id),
                 }
                 for s, v in zip(summaries, self.classified.verdicts, strict=False)
             ],
             "reconnects": self.classified.reconnects.as_dict(),
+            "pages": [p.as_json() for p in self.classified.pages.pages],
             "recovery": self.recovery,
             "recovery_summary": self.recovery_summary,
             "incidents": self.incidents,

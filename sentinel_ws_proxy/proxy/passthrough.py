@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -71,7 +71,9 @@ async def pass_through(
                 upstream.session.request(
                     request.method,
                     url,
-                    headers=forwarded_request_headers(request, websocket=False),
+                    headers=forwarded_request_headers(
+                        request, websocket=False, keep_host=upstream.keep_host
+                    ),
                     data=request.content if request.body_exists else None,
                     allow_redirects=False,
                 ),
@@ -115,5 +117,16 @@ async def pass_through(
                 (time.time() - started) * 1000,
                 error,
                 body,
+                request.headers.get("User-Agent"),
+                is_page_load(request.headers),
             )
         )
+
+
+def is_page_load(headers: Mapping[str, str]) -> bool:
+    """A document the browser navigated to (a load, a reload, a link): Chromium, Firefox
+    and Safari mark it; sub-resources and fetch() say cors, no-cors or same-origin."""
+    return headers.get("Sec-Fetch-Mode") == "navigate" and headers.get("Sec-Fetch-Dest") in (
+        "document",
+        "iframe",
+    )

@@ -203,8 +203,10 @@ class SessionRow:
 
     @property
     def client_key(self) -> tuple[str, str, str]:
-        """ "The same client": remote address, User-Agent, and cookie when present."""
-        return (self.client_addr or "", self.user_agent or "", self.cookie_hash or "")
+        """ "The same client": remote address and User-Agent. Not the cookie: frameworks
+        that set a fresh CSRF cookie on every answer change it on every handshake of one
+        tab (the third part stays for the shape of older callers, always empty)."""
+        return (self.client_addr or "", self.user_agent or "", "")
 
 
 @dataclass(slots=True)
@@ -279,6 +281,12 @@ class HttpRequestRow:
     error: str | None = column("why it failed, in words", "HttpRequest.error")
     body: bytes | None = column(
         "the first bytes (up to 1 KiB) of an error response's body (status 400 and up)", "writer"
+    )
+    user_agent: str | None = column("the User-Agent header", "HttpRequest.user_agent")
+    navigate: int | None = column(
+        "1 for a page load: the browser marked it `Sec-Fetch-Mode: navigate` and "
+        "`Sec-Fetch-Dest: document` (or `iframe`); how sockets are grouped into pages",
+        "HttpRequest.navigate",
     )
 
 

@@ -1,0 +1,138 @@
+"""Pages: a browser tab's sockets, grouped by the page load that opened them.
+
+A user thinks in pages, not sockets: a Vite app's page holds the dev server's
+hot-reload socket beside the app's own; a notebook's holds a kernel socket and
+an event stream. They close together when the page navigates (1001 each, within
+milliseconds) and the next page opens its own, in any order.
+
+A client is its address and User-Agent. Cookies are not identity: frameworks
+that set a fresh CSRF cookie on every answer make the Cookie header differ on
+every handshake of one tab, so a changed cookie never splits a client.
+
+A page begins at a document load the proxy passed through (the browser marks
+it ``Sec-Fetch-Mode: navigate``, ``Sec-Fetch-Dest: document``): the client's
+sockets opened after it, until its next load, are that page's. When the page
+itself is not served through the proxy, sockets opened together belong
+together: a socket joins the client's current page while one of that page's
+sockets is still open, or when it opens within BURST of the page's last
+opening; otherwise it begins a new page.
+
+Pure: sessions and document loads in, pages out.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sentinel_ws_proxy.recording.schema import SessionRow
+
+BURST = 1.0  # seconds: sockets a page opens at load come within this of each other
+
+Client = tuple[str, str]  # (address, User-Agent)
+
+
+def client_of(s: SessionRow) -> Client:
+    return (s.client_addr or "", s.user_agent or "")
+
+
+@dataclass
+class Page:
+    id: int  # the id of its first session
+    client: Client
+    began: float  # its document load, or its first socket's start
+    loaded: bool  # began with a document load the proxy saw
+    document: str | None  # that document's path
+    sessions: list[int] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # its sockets' paths, in order of opening
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "client_addr": self.client[0],
+            "user_agent": self.client[1],
+            "began": self.began,
+            "document": self.document,
+            "loaded_through_proxy": self.loaded,
+            "sessions": list(self.sessions),
+            "paths": sorted(set(self.paths)),
+        }
+
+
+@dataclass
+class Pages:
+    pages: list[Page]
+    of_session: dict[int, int]  # session id -> page id
+    loads: dict[Client, list[tuple[float, str]]]  # each client's document loads, in time order
+
+    def page(self, session_id: int) -> Page | None:
+        pid = self.of_session.get(session_id)
+        return None if pid is None else self._by_id.get(pid)
+
+    @property
+    def _by_id(self) -> dict[int, Page]:
+        return {p.id: p for p in self.pages}
+
+    def next_load(self, client: Client, after: float) -> tuple[float, str] | None:
+        """The client's first document load at or after a moment."""
+        loads = self.loads.get(client, [])
+        i = bisect.bisect_left(loads, (after, ""))
+        return loads[i] if i < len(loads) else None
+
+
+def group(
+    sessions: Sequence[SessionRow], loads: Sequence[tuple[float, str, str, str | None]] = ()
+) -> Pages:
+    """Every session's page. `loads`: (ts, client address, path, User-Agent) of each
+    document load, as recording.document_loads() gives them."""
+    by_client: dict[Client, list[tuple[float, str]]] = defaultdict(list)
+    for ts, addr, path, agent in loads:
+        by_client[(addr, agent or "")].append((ts, path))
+    for found in by_client.values():
+        found.sort()
+    sockets: dict[Client, list[SessionRow]] = defaultdict(list)
+    for s in sessions:
+        if s.id is not None:
+            sockets[client_of(s)].append(s)
+    pages: list[Page] = []
+    of_session: dict[int, int] = {}
+    for client, group_ in sockets.items():
+        group_.sort(key=lambda s: (s.started_at or 0.0, s.id or 0))
+        client_loads = by_client.get(client, [])
+        current: Page | None = None
+        members: list[SessionRow] = []
+        for s in group_:
+            start = s.started_at or 0.0
+            load = _last_load(client_loads, start)
+            if load is not None and (current is None or load[0] > current.began):
+                current = Page(s.id or 0, client, load[0], True, load[1])
+            elif current is None or not _joins(current, members, start):
+                current = Page(s.id or 0, client, start, False, None)
+            if not current.sessions:
+                pages.append(current)
+                members = []
+            current.sessions.append(s.id or 0)
+            current.paths.append(s.path or "")
+            members.append(s)
+            of_session[s.id or 0] = current.id
+    pages.sort(key=lambda p: (p.began, p.id))
+    return Pages(pages, of_session, dict(by_client))
+
+
+def _last_load(loads: list[tuple[float, str]], before: float) -> tuple[float, str] | None:
+    i = bisect.bisect_right(loads, (before, "\uffff"))
+    return loads[i - 1] if i else None
+
+
+def _joins(page: Page, members: list[SessionRow], start: float) -> bool:
+    """A socket opening at `start` belongs to the page: one of its sockets is still open
+    then, or the page opened its last socket a moment ago."""
+    if page.loaded:
+        return True  # its load said so; the next load begins the next page
+    last_open = max((m.started_at or 0.0) for m in members) if members else page.began
+    if start - last_open <= BURST:
+        return True
+    return any(m.ended_at is None or m.ended_at > start for m in members)
