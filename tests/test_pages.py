@@ -16,8 +16,16 @@ T0 = 1_800_000_000.0
 ADDR, UA = "127.0.0.1", "Chromium"
 
 
-def sock(id: int, path: str, start: float, end: float | None, code: int | None = 1001,
-         by: str | None = "client", status: int = 101, cookie: str = "c") -> SessionRow:  # fmt: skip
+def sock(
+    id: int,
+    path: str,
+    start: float,
+    end: float | None,
+    code: int | None = 1001,
+    by: str | None = "client",
+    status: int = 101,
+    cookie: str = "c",
+) -> SessionRow:
     return SessionRow(
         id=id, started_at=T0 + start, ended_at=None if end is None else T0 + end, path=path,
         handshake_status=status, client_addr=ADDR, user_agent=UA, close_code=code,
