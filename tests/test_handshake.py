@@ -38,8 +38,9 @@ async def test_client_headers_reach_upstream_and_upstream_headers_reach_client(u
         assert seen[name] == value, name
     assert seen["X-Forwarded-For"] == "127.0.0.1"
     assert seen["X-Forwarded-Proto"] == "http"
-    # The Host the upstream sees is its own, not the proxy's.
-    assert seen["Host"] == url.removeprefix("http://")
+    # A loopback upstream gets the client's Host (here the proxy's address), as Vite's
+    # proxy does (issue 19); a named remote upstream would get its own (tests/test_host.py).
+    assert seen["Host"] == proxy.url.removeprefix("http://")
 
 
 async def test_subprotocol_chosen_by_upstream_is_the_one_client_gets(upstream, db):

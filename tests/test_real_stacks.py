@@ -427,15 +427,17 @@ async def test_socketio_refusals_over_http_and_inside_the_messages(tmp_path):
     assert "GET /socket.io/?" in listed and "not an accepted origin" in listed
     found = verdicts(report)
     refused_ws, member_ws = report.classified.summaries[:2]
-    assert found[refused_ws.id].category == "app_error", found[refused_ws.id]
+    # The app's own refusal, judged by its protocol (issue 20): an authorization refusal.
+    assert found[refused_ws.id].category == "rejected", found[refused_ws.id]
+    assert found[refused_ws.id].judged_by == "socket.io"
     assert "connect_error on /: authentication failed" in found[refused_ws.id].explanation
-    assert found[member_ws.id].category != "app_error"
+    assert found[member_ws.id].category != "rejected"
     with Recording(db) as recording:
         messages = recording.messages(member_ws.id)
-    from sentinel_ws_proxy.decoders import decode, decoder_for
+    from sentinel_ws_proxy.decoders import decode, for_session
 
-    decoder = decoder_for(member_ws.path, "EIO=4", [])
-    kinds = [d.kind for m in messages if (d := decode(decoder, m.payload)) is not None]
+    decoder = for_session(None, member_ws.path, "EIO=4", messages)
+    kinds = [d.kind for m in messages if (d := decode(decoder, m.payload, m.direction))]
     assert "EVENT" in kinds and "CONNECT" in kinds
     shown = CliRunner().invoke(cli, ["show", str(member_ws.id), "--db", str(db)]).output
     assert "socket.io decoded" in shown and 'EVENT "echo" {"mission_id": 7}' in shown

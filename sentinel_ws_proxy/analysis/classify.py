@@ -64,6 +64,8 @@ class Verdict:
     reconnect_gap: float | None = None
     # What in the recording the verdict rests on, in words.
     evidence: tuple[str, ...] = ()
+    # The application protocol whose own words decided it (its decoder's name), if any.
+    judged_by: str | None = None
 
     @property
     def failure(self) -> bool:
@@ -176,9 +178,38 @@ def classify(
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> Verdict:
     """One session's category and a sentence saying why."""
+    app = _protocol_category(s, facts)
+    if app is not None:
+        return Verdict(s.id or 0, app[0], app[1], judged_by=facts.protocol if facts else None)
     category, why = _category(s, reconnect, facts, reconnect_window, idle_timeout)
     gap = reconnect[0] if reconnect is not None and is_client_disconnect(s) else None
     return Verdict(s.id or 0, category, why, gap)
+
+
+def _protocol_category(s: SessionRow, facts: SessionFacts | None) -> tuple[str, str] | None:
+    """The application protocol's own account of the ending, when it gives one: its close
+    code, a disconnect or error packet, a heartbeat it missed (decoders/, facts.py)."""
+    if facts is None or facts.protocol is None or s.fault_id is not None:
+        return None
+    if s.closed_by == "proxy" or not s.accepted or s.ended_at is None:
+        return None
+    ending = facts.app_ending
+    if ending is not None:
+        category = "clean" if ending.category in ("client_done", "clean") else ending.category
+        why = ending.reason
+        if ending.reconnect is False and category != "clean":
+            why += "; the server told the client not to reconnect"
+        return category, why
+    ping = facts.app_ping_unanswered
+    silent = None if ping is None else disconnect_at(s, facts) - ping
+    if silent is not None and s.closed_by == "server" and silent >= UNANSWERED:
+        return "client_unresponsive", (
+            f"the server's {facts.protocol} ping went unanswered for {silent:.1f} s before it "
+            f"{close_words(s).removeprefix('closed by server').strip() or 'closed'} the "
+            "connection: the page was frozen or unreachable (its own heartbeat, invisible to "
+            "WebSocket pings)"
+        )
+    return None
 
 
 def _category(
@@ -201,8 +232,6 @@ def _category(
         return "proxy_shutdown", "the proxy shut down while the session was open"
     if by == "proxy" and code is None:
         return "proxy_shutdown", "the proxy stopped without closing it (it crashed or was killed)"
-    if facts is not None and facts.app_error:
-        return "app_error", f"the app refused it inside the messages: {facts.app_error}"
     if code == 1009:
         return "too_big", f"a message exceeded the size limit: {said}"
     if code in (1002, 1003, 1007):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from sentinel_ws_proxy.analysis.classify import Verdict, disconnect_at
 from sentinel_ws_proxy.analysis.facts import SessionFacts
@@ -112,8 +113,8 @@ def for_session(
             f"the server's ping at {clock(facts.last_server_ping)} went unanswered for "
             f"{silent:.1f} s; {last}"
         ]
-    elif category == "app_error" and facts is not None and facts.app_error:
-        found = [facts.app_error]
+    elif verdict.judged_by and facts is not None and facts.app_ending is not None:
+        found = [f"the {verdict.judged_by} protocol said: {facts.app_ending.reason}"]
     return tuple(found)
 
 
@@ -128,8 +129,8 @@ def attach(
     for s, v in zip(sessions, verdicts, strict=True):
         found = for_session(s, v, facts.get(v.session_id), ctx) if v.failure else ()
         if found:
-            v = Verdict(
-                v.session_id, v.category, f"{v.explanation}: {found[0]}", v.reconnect_gap, found
-            )
+            # A protocol's own words are the explanation already: no need to say them twice.
+            said = v.explanation if v.judged_by else f"{v.explanation}: {found[0]}"
+            v = replace(v, explanation=said, evidence=tuple(found))
         out.append(v)
     return out

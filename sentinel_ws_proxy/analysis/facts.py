@@ -15,14 +15,21 @@ index), so that classifying 100,000 sessions stays quick:
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sentinel_ws_proxy.decoders import decode, socketio
-from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.decoders import Ending, close_ending, decode, for_session
+from sentinel_ws_proxy.recording.reader import Recording, join_messages
 from sentinel_ws_proxy.recording.schema import SessionRow
 
 CHUNK = 500
+# Messages read from each end of a session: its protocol shows in its first ones, how it
+# ended in its last ones.
+FIRST, LAST = 4, 24
+# Protocols whose server pings want the client's answer (Engine.IO, graphql-ws); Action
+# Cable's and STOMP's heartbeats want none.
+REPLIED_PINGS = frozenset({"socket.io", "graphql-ws"})
 DENSE = 0.3  # sessions needing facts per id in their range: above it, read the range
 
 
@@ -33,7 +40,9 @@ class SessionFacts:
     reply_not_delivered: bool = False  # a close came back after the first one, too late
     last_server_ping: float | None = None
     last_client_frame: float | None = None
-    app_error: str | None = None  # an application-level refusal, in the app's words
+    protocol: str | None = None  # the application protocol its decoder recognised
+    app_ending: Ending | None = None  # how that protocol explains the end, in its words
+    app_ping_unanswered: float | None = None  # the protocol's own ping nobody answered
 
 
 def needs_facts(s: SessionRow) -> bool:
@@ -43,7 +52,6 @@ def needs_facts(s: SessionRow) -> bool:
 
 def gather(recording: Recording, sessions: Iterable[SessionRow]) -> dict[int, SessionFacts]:
     ids = [s.id for s in sessions if s.id is not None and needs_facts(s)]
-    socketio = {s.id for s in sessions if s.id is not None and _socketio(s)}
     found: dict[int, SessionFacts] = {}
     wanted = set(ids)
     for where, params in _ranges(ids):
@@ -57,10 +65,7 @@ def gather(recording: Recording, sessions: Iterable[SessionRow]) -> dict[int, Se
                 last_server_ping=_number(ping),
                 last_client_frame=_number(client),
             )
-    for sid in socketio:
-        message = _socketio_error(recording, sid)
-        if message is not None:
-            found.setdefault(sid, SessionFacts()).app_error = message
+    _protocol_facts(recording, {s.id: s for s in sessions if s.id in wanted}, found)
     return found
 
 
@@ -78,14 +83,39 @@ def _ranges(ids: list[int]) -> Iterator[tuple[str, list[int]]]:
         yield f"session_id IN ({','.join('?' * len(chunk))})", chunk
 
 
-def _socketio(s: SessionRow) -> bool:
-    return "/socket.io" in (s.path or "")
-
-
-def _socketio_error(recording: Recording, session_id: int) -> str | None:
-    text = recording.first_server_text(session_id, ("44", "41"))
-    found = decode(socketio, text, "s2c")
-    return None if found is None or found.ending is None else found.ending.reason
+def _protocol_facts(
+    recording: Recording, sessions: dict[int, SessionRow], found: dict[int, SessionFacts]
+) -> None:
+    """What each session's application protocol said: its decoder, the last thing it
+    said that ends or refuses a session (a Socket.IO DISCONNECT, a STOMP ERROR, a
+    graphql-ws close code...), and its own heartbeat left unanswered."""
+    frames: dict[int, list] = defaultdict(list)
+    for f in recording.edge_frames(list(sessions), FIRST, LAST):
+        frames[f.session_id].append(f)
+    for sid, s in sessions.items():
+        messages = join_messages(frames.get(sid, []))
+        decoder = for_session(s.subprotocol, s.path, None, messages)
+        ending = close_ending(decoder, s.close_code, s.close_reason)
+        if decoder is None:
+            continue
+        facts = found.setdefault(sid, SessionFacts())
+        facts.protocol = decoder.NAME
+        ping: float | None = None
+        for m in messages:
+            if m.opcode not in ("text", "binary"):
+                continue
+            said = decode(decoder, m.payload, m.direction)
+            if said is None:
+                continue
+            if said.ending is not None and said.event in ("refused", "error", "close"):
+                ending = ending if ending is not None and said.event == "error" else said.ending
+            if said.event == "ping" and m.direction == "s2c":
+                ping = m.ts
+            elif m.direction == "c2s" and ping is not None and m.ts >= ping:
+                ping = None
+        facts.app_ending = ending
+        if decoder.NAME in REPLIED_PINGS:
+            facts.app_ping_unanswered = ping
 
 
 def _number(value: object) -> float | None:

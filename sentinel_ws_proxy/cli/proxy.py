@@ -17,6 +17,7 @@ from sentinel_ws_proxy.proxy.config import (
     DEFAULT_DB,
     DEFAULT_LISTEN,
     DEFAULT_UPSTREAM,
+    HOST_HEADER_MODES,
     ConfigError,
     ProxyConfig,
     parse_upstream,
@@ -116,6 +117,15 @@ LOW_OPEN_FILES = 4096
     help="Require this token for /_sentinel/ (then reachable from other hosts too).",
 )
 @click.option(
+    "--host-header",
+    type=click.Choice(HOST_HEADER_MODES),
+    default="auto",
+    show_default=True,
+    help="The Host the upstream gets: the client's (keep), the upstream's host:port "
+    "(upstream), or auto: the client's for an upstream on this machine (localhost, "
+    "127.x, ::1, this host's name), the upstream's for a remote one (as Vite's proxy does).",
+)
+@click.option(
     "--upstream-ca",
     type=click.Path(dir_okay=False, path_type=Path),
     help="For an https upstream: trust this CA or certificate file (a dev server's own).",
@@ -156,6 +166,7 @@ def proxy(
     max_connections: int,
     faults: tuple[FaultSpec, ...],
     admin_token: str | None,
+    host_header: str,
     upstream_ca: Path | None,
     insecure_upstream: bool,
     tls_cert: Path | None,
@@ -201,6 +212,7 @@ def proxy(
         tls_cert=tls_cert,
         tls_key=tls_key,
         web=web,
+        host_header=host_header,
     )
     if web and no_record:
         raise ConfigError("--web shows the recording: it cannot go with --no-record")
@@ -219,6 +231,7 @@ def proxy(
         click.echo(f"sentinel-ws proxy {__version__}")
         click.echo(f"  listening on  {server.url}")
         click.echo(f"  upstream      {config.upstream}")
+        click.echo(f"  host header   {config.host_header_choice}")
         click.echo(f"  recording to  {config.db_path or '(not recording)'}")
         for fault in server.proxy.faults.listing() if server.proxy else ():
             click.echo(f"  fault {fault['id']:<7} {fault['spec']}")

@@ -1,54 +1,129 @@
-"""Application protocols inside WebSocket messages, decoded for people.
+"""Application protocols inside WebSocket messages: decoded for people, judged by
+their own words, their credentials redacted.
 
-A decoder is a small module with ``detect(path, query, first_texts)`` and
-``decode(text)``; adding msgpack or STOMP is one more module in DECODERS.
+Each protocol is one module (see base.py for what it defines). A session's decoder
+is chosen by its negotiated subprotocol first, then by sniffing its path, query and
+first messages, in the order of DECODERS (specific protocols before generic JSON).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
 
-from sentinel_ws_proxy.decoders import socketio
+from sentinel_ws_proxy.decoders import (
+    actioncable,
+    cbor_,
+    graphql_transport_ws,
+    graphql_ws_legacy,
+    json_,
+    jupyter,
+    mqtt,
+    msgpack_,
+    phoenix,
+    protobuf_,
+    signalr,
+    socketio,
+    stomp,
+)
+from sentinel_ws_proxy.decoders.base import Decoded, Ending, malformed
+from sentinel_ws_proxy.errors import UserError
+
+__all__ = ["DECODERS", "Decoded", "Ending", "by_name", "choose", "decode", "load"]
+
+Payload = str | bytes
+First = Sequence[tuple[str, Payload]]
+
+# Sniffing order: path- and handshake-specific protocols first, then those recognised by
+# their messages' shape, then the generic encodings (each only when the first messages
+# really parse): JSON before msgpack before CBOR before schema-less protobuf.
+DECODERS: list[ModuleType] = [
+    socketio,
+    jupyter,
+    graphql_transport_ws,
+    graphql_ws_legacy,
+    signalr,
+    actioncable,
+    phoenix,
+    stomp,
+    mqtt,
+    json_,
+    msgpack_,
+    cbor_,
+    protobuf_,
+]
 
 
-@dataclass(frozen=True)
-class Decoded:
-    protocol: str  # e.g. "socket.io"
-    kind: str  # the packet type, e.g. "EVENT", "CONNECT_ERROR", "ping"
-    summary: str  # one line for people
-    fields: dict[str, Any] = field(default_factory=dict)  # for JSON
-
-    def as_json(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "kind": self.kind, "summary": self.summary,
-                **self.fields}  # fmt: skip
-
-
-DECODERS: tuple[ModuleType, ...] = (socketio,)
-
-
-def decoder_for(path: str, query: str, first_texts: Sequence[str]) -> ModuleType | None:
-    """The decoder whose protocol this session speaks, if any."""
-    return next((d for d in DECODERS if d.detect(path, query, first_texts)), None)
+def load(module_path: str) -> ModuleType:
+    """A user's own decoder, by module path (``--decoder mypkg.mydecoder``), put first."""
+    try:
+        module = importlib.import_module(module_path)
+    except Exception as exc:  # an ImportError or the module's own bug: said plainly
+        raise UserError(f"cannot load decoder {module_path!r}: {exc}") from None
+    missing = [name for name in ("NAME", "sniff", "decode") if not hasattr(module, name)]
+    if missing:
+        raise UserError(
+            f"{module_path!r} is not a decoder: it lacks {', '.join(missing)} "
+            "(see 'Writing a decoder' in the README)"
+        )
+    if module not in DECODERS:
+        DECODERS.insert(0, module)
+    return module
 
 
-def decode(decoder: ModuleType | None, payload: str | bytes) -> Decoded | None:
-    if decoder is None or not isinstance(payload, str):
+def by_name(name: str) -> ModuleType | None:
+    return next((d for d in DECODERS if name == d.NAME), None)
+
+
+def choose(
+    subprotocol: str | None, path: str | None, query: str | None, first: First = ()
+) -> ModuleType | None:
+    """The decoder a session speaks: by its subprotocol, else by sniffing."""
+    if subprotocol:
+        chosen = subprotocol.strip().lower()
+        for decoder in DECODERS:
+            if chosen in getattr(decoder, "SUBPROTOCOLS", ()):
+                return decoder
+    for decoder in DECODERS:
+        try:
+            if decoder.sniff(path or "", query or "", first):
+                return decoder
+        except Exception:  # a decoder's bug must not cost the reader the session
+            continue
+    return None
+
+
+def decode(decoder: ModuleType | None, payload: Payload | None, direction: str) -> Decoded | None:
+    """One message as its protocol reads it; a decoder that raises is a malformed message."""
+    if decoder is None or payload is None:
         return None
-    found = decoder.decode(payload)
-    return None if found is None else Decoded(decoder.NAME, *found)
+    try:
+        return decoder.decode(payload, direction)
+    except Exception as exc:
+        return malformed(decoder.NAME, f"the decoder failed: {type(exc).__name__}: {exc}")
 
 
-def session_decoder(path: str | None, query: str | None, payloads: Sequence[object]) -> Any:
-    """The decoder for a session from its path, query and first text payloads."""
-    texts = [p for p in payloads[:3] if isinstance(p, str)]
-    return decoder_for(path or "", query or "", texts)
-
-
-def app_error(text: str | bytes | None) -> str | None:
-    """An application-level refusal in a server message, in the app's words, if it is one."""
-    if not isinstance(text, str):
+def close_ending(decoder: ModuleType | None, code: int | None, reason: str | None) -> Ending | None:
+    """What a close code means in the session's protocol, if it says."""
+    judge = getattr(decoder, "close_code", None)
+    if judge is None or code is None:
         return None
-    return socketio.app_error(text)
+    try:
+        return judge(code, reason or "")
+    except Exception:
+        return None
+
+
+def for_session(
+    subprotocol: str | None, path: str | None, query: str | None, messages: Sequence[object]
+) -> ModuleType | None:
+    """The decoder of a recorded session, from its handshake and first data messages
+    (read models with ``direction``, ``opcode`` and ``payload``)."""
+    first: list[tuple[str, Payload]] = []
+    for m in messages:
+        if getattr(m, "opcode", None) in ("text", "binary"):
+            first.append((m.direction, m.payload))  # type: ignore[attr-defined]
+            if len(first) == 4:
+                break
+    return choose(subprotocol, path, query, first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ DEFAULT_UPSTREAM = "http://localhost:8001"
 DEFAULT_DB = "recordings/sentinel.db"
 DEMO_DB = "recordings/demo.db"
 DEFAULT_MAX_PAYLOAD = 64 * 1024
+# --host-header: which Host the upstream gets (see ProxyConfig.keep_host).
+HOST_HEADER_MODES = ("auto", "keep", "upstream")
 
 
 class ConfigError(UserError, ValueError):
@@ -66,6 +69,16 @@ class ProxyConfig:
     tls_key: Path | None = None
     # Serve the web app over the recording under /_sentinel/ui/ (proxy --web).
     web: bool = False
+    # The Host the upstream gets: the client's ("keep"), the upstream's own ("upstream"),
+    # or "auto": the client's for an upstream on this machine, else the upstream's.
+    host_header: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.host_header not in HOST_HEADER_MODES:
+            raise ConfigError(
+                f"--host-header {self.host_header!r}: expected one of "
+                + ", ".join(HOST_HEADER_MODES)
+            )
 
     def listen_tls(self) -> ssl.SSLContext | None:
         if self.tls_cert is None:
@@ -98,6 +111,26 @@ class ProxyConfig:
     def is_loopback(self) -> bool:
         return is_loopback_host(self.listen_host)
 
+    @property
+    def keep_host(self) -> bool:
+        """Whether the upstream gets the client's Host rather than its own host:port.
+
+        As Node's http-proxy (behind Vite's and webpack's dev-server proxies) does by
+        default: a server on this machine gets the Host the browser sent, so servers that
+        compare Origin with Host (Django's CSRF check, Jupyter) accept the proxied page;
+        a named remote upstream gets its own name, which its virtual hosts expect. TLS
+        SNI is the upstream's hostname either way. X-Forwarded-Host always says the
+        client's.
+        """
+        return host_header_rule(self.host_header, self.upstream.host or "")[0]
+
+    @property
+    def host_header_choice(self) -> str:
+        """The rule in words, for the banner: 'kept (loopback upstream)'."""
+        keep, why = host_header_rule(self.host_header, self.upstream.host or "")
+        said = "kept" if keep else f"rewritten to {self.upstream.raw_authority}"
+        return f"{said} ({why})"
+
 
 def format_hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -110,6 +143,31 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def local_upstream(host: str) -> str | None:
+    """Why an upstream host is this machine ("loopback upstream"), or None when it is not."""
+    name = host.lower().rstrip(".")
+    if is_loopback_host(name):
+        return "loopback upstream"
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return "upstream on this machine" if name == socket.gethostname().lower() else None
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    if mapped is not None and mapped.is_loopback:
+        return "loopback upstream"
+    return "upstream on this machine" if address.is_unspecified else None  # 0.0.0.0
+
+
+def host_header_rule(mode: str, upstream_host: str) -> tuple[bool, str]:
+    """--host-header MODE for an upstream host: (keep the client's Host?, why)."""
+    if mode == "keep":
+        return True, "--host-header keep"
+    if mode == "upstream":
+        return False, "--host-header upstream"
+    local = local_upstream(upstream_host)
+    return (True, local) if local is not None else (False, "remote upstream")
 
 
 def parse_listen(value: str) -> tuple[str, int]:

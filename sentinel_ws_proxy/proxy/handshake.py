@@ -2,7 +2,7 @@
 
 The relay forwards heads nearly as they came: the upstream gets the client's
 request line and headers in their order and case, with only the proxy's own
-changes (Host, hop-by-hop headers, X-Forwarded-*); the client gets the
+changes (Host unless it is kept, hop-by-hop headers, X-Forwarded-*); the client gets the
 upstream's response head byte for byte, status line included.
 """
 
@@ -202,21 +202,28 @@ class ResponseReader:
         return decode(self.head.raw.split(b"\r\n", 1)[0])
 
 
-def upstream_request(request: RequestHead, *, host: str, peer: str, scheme: str) -> bytes:
-    """The head sent upstream: the client's, with Host, hop-by-hop and X-Forwarded-* ours."""
+def upstream_request(
+    request: RequestHead, *, host: str, peer: str, scheme: str, keep_host: bool = False
+) -> bytes:
+    """The head sent upstream: the client's, with hop-by-hop and X-Forwarded-* ours.
+
+    Host is ``host`` (the upstream's), or with ``keep_host`` the client's, where and as
+    the client wrote it (the upstream's when the client sent none); see
+    ProxyConfig.keep_host.
+    """
     head = request.head
-    drop = set(HOP_BY_HOP) | OURS
+    client_host = head.get(b"host")
+    keep = keep_host and client_host is not None
+    drop = set(HOP_BY_HOP) | (OURS - {b"host"} if keep else OURS)
     for name, value in head.headers:
         if name.lower() == b"connection":
             # Headers the client named as hop-by-hop, except the upgrade itself.
             tokens = {t.strip().lower() for t in value.split(b",")}
-            drop |= tokens - {b"upgrade", b"keep-alive", b""}
+            drop |= tokens - {b"upgrade", b"keep-alive", b"host", b""}
     prior = b", ".join(v for k, v in head.headers if k.lower() == b"x-forwarded-for")
-    client_host = head.get(b"host")
-    lines = [
-        b"%s %s HTTP/1.1" % (request.method.encode("latin-1"), head.url),
-        b"Host: " + host.encode("ascii"),
-    ]
+    lines = [b"%s %s HTTP/1.1" % (request.method.encode("latin-1"), head.url)]
+    if not keep:
+        lines.append(b"Host: " + host.encode("ascii"))
     lines += [k + b": " + v for k, v in head.headers if k.lower() not in drop]
     lines.append(b"X-Forwarded-For: " + (prior + b", " if prior else b"") + peer.encode("latin-1"))
     lines.append(b"X-Forwarded-Proto: " + scheme.encode("ascii"))

@@ -51,11 +51,19 @@ def filter_headers(headers: CIMultiDict[str], *, drop: Iterable[str] = ()) -> CI
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 
-def forwarded_request_headers(request: web.Request, *, websocket: bool) -> CIMultiDict[str]:
-    """The client's headers as the upstream should see them, plus X-Forwarded-*."""
+def forwarded_request_headers(
+    request: web.Request, *, websocket: bool, keep_host: bool = False
+) -> CIMultiDict[str]:
+    """The client's headers as the upstream should see them, plus X-Forwarded-*.
+
+    Host is the client's with ``keep_host`` (aiohttp writes a Host it is given as it
+    is), else left out for aiohttp to write the upstream's; see ProxyConfig.keep_host.
+    """
     # X-Forwarded-Proto and -Host are the proxy's to say (as nginx does): a client's own
     # would pass as if the proxy had vouched for them. X-Forwarded-For is appended to.
-    drop = {"host", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"}
+    drop = {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"}
+    if not keep_host:
+        drop.add("host")
     headers = filter_headers(
         request.headers, drop=drop | (WEBSOCKET_HANDSHAKE if websocket else set())
     )

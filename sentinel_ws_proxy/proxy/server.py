@@ -61,6 +61,7 @@ class Proxy:
             connect_timeout=config.connect_timeout,
             close_timeout=config.close_timeout,
             tls=config.upstream_tls(),
+            keep_host=config.keep_host,
         )
         self.relays: dict[int, Relay] = {}
         self.handshakes: set[asyncio.Future[None]] = set()
@@ -165,13 +166,16 @@ class Proxy:
             return
         scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         head = upstream_request(
-            request, host=self.upstream.authority, peer=client_addr, scheme=scheme
+            request,
+            host=self.upstream.authority,
+            keep_host=self.upstream.keep_host,
+            peer=client_addr,
+            scheme=scheme,
         )
         try:
             upstream, handshake = await self.upstream.open_websocket(head, self.config.max_payload)
         except UpstreamUnreachable as exc:
-            text = f"sentinel-ws proxy: upstream {self.config.upstream} unreachable: {exc}\n"
-            self._answer(front, opened, 502, str(exc), text)
+            self._answer(front, opened, 502, str(exc), exc.client_text(self.config.upstream))
             return
         except asyncio.CancelledError:
             self._answer(front, opened, 503, "the proxy shut down during the handshake")

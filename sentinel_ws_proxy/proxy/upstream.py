@@ -20,10 +20,15 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
+from sentinel_ws_proxy.proxy.config import host_header_rule
 from sentinel_ws_proxy.proxy.handshake import HeadError, ResponseReader
 
 T = TypeVar("T")
 DNS_TTL = 10.0
+# The recorded error of an upgrade the upstream took the connection for and closed (FIN
+# or RST) before any response head: reached, so not "unreachable". The classifier
+# tells the two apart by this opening.
+CLOSED_WITHOUT_ANSWER = "the upstream accepted the connection and closed it without an answer"
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:
@@ -69,7 +74,7 @@ class UpstreamHandshake(asyncio.Protocol):
         try:
             complete = self.reader.feed(data)
         except HeadError as exc:
-            self.head.set_exception(UpstreamUnreachable(str(exc)))
+            self.head.set_exception(UpstreamBadAnswer(str(exc)))
             return
         if complete:
             assert self.transport is not None
@@ -85,8 +90,19 @@ class UpstreamHandshake(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self.head.done():
-            self.head.set_exception(UpstreamUnreachable("closed the connection without answering"))
+            self.head.set_exception(UpstreamClosed(self._closed_how(exc)))
         self._end()
+
+    def _closed_how(self, exc: BaseException | None) -> str:
+        """CLOSED_WITHOUT_ANSWER, and how: a reset, part of a head."""
+        details = []
+        if isinstance(exc, ConnectionResetError):
+            details.append("reset")
+        elif isinstance(exc, OSError):
+            details.append(exc.strerror or str(exc))
+        if self.reader.buffer:
+            details.append(f"after {len(self.reader.buffer):,} bytes of an unfinished head")
+        return CLOSED_WITHOUT_ANSWER + (f" ({', '.join(details)})" if details else "")
 
     def _end(self) -> None:
         if not self.ended.done():
@@ -103,7 +119,32 @@ class UpstreamHandshake(asyncio.Protocol):
 
 
 class UpstreamUnreachable(Exception):
-    """No answer from the upstream: refused, unresolvable, reset or timed out."""
+    """No response head to an upgrade: ``str()`` is the recorded error.
+
+    This class itself: the upstream could not be reached (refused, unresolvable, TLS
+    refused) or sent no head within the deadline. Its subclasses: it was reached, and
+    closed the connection first (UpstreamClosed) or answered with something not HTTP
+    (UpstreamBadAnswer). The client gets a 502 either way.
+    """
+
+    reached = False
+
+    def client_text(self, upstream: URL) -> str:
+        """The body of the client's 502."""
+        what = "" if self.reached else " unreachable"
+        return f"sentinel-ws proxy: upstream {upstream}{what}: {self}\n"
+
+
+class UpstreamClosed(UpstreamUnreachable):
+    """The upstream accepted the connection and closed it before a response head."""
+
+    reached = True
+
+
+class UpstreamBadAnswer(UpstreamUnreachable):
+    """The upstream's response head was not HTTP."""
+
+    reached = True
 
 
 class Upstream:
@@ -116,8 +157,14 @@ class Upstream:
         connect_timeout: float,
         close_timeout: float,
         tls: ssl.SSLContext | bool = True,
+        keep_host: bool | None = None,
     ):
         self.base = base
+        # Whether requests keep the client's Host (ProxyConfig.keep_host); None: the
+        # auto rule for this upstream (kept for one on this machine).
+        self.keep_host = (
+            host_header_rule("auto", base.host or "")[0] if keep_host is None else keep_host
+        )
         self._addresses: tuple[float, list[tuple[Any, ...]]] | None = None
         self.ws_tls: ssl.SSLContext | None = None
         if base.scheme == "https":
@@ -174,7 +221,7 @@ class Upstream:
 
     @property
     def authority(self) -> str:
-        """Host[:port] as the upstream expects it in Host."""
+        """Host[:port] as the upstream expects it in Host (sent unless keep_host)."""
         return self.base.raw_authority
 
     async def _resolve(self) -> list[tuple[Any, ...]]:
@@ -263,5 +310,5 @@ def describe_client_error(exc: BaseException, base: URL) -> str:
         reason = exc.os_error.strerror or str(exc.os_error)
         return f"cannot connect to {base.host}:{base.port}: {reason}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return f"{base.host}:{base.port} closed the connection without answering"
+        return CLOSED_WITHOUT_ANSWER
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -171,6 +171,27 @@ class RecordingQueries:
         )
         return rows[0][0] if rows else None
 
+    def edge_frames(self, session_ids: Sequence[int], first: int, last: int) -> list[Any]:
+        """The first `first` and last `last` wire frames of each session (FrameRows, in
+        wire order per session): where a protocol says what it is and how it ended."""
+        from sentinel_ws_proxy.recording.schema import FrameRow
+
+        columns = self.columns("frames")  # type: ignore[attr-defined]
+        found: list[Any] = []
+        ids = list(session_ids)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            rows = self.fetch(
+                f"SELECT * FROM (SELECT {columns},"
+                " row_number() OVER (PARTITION BY session_id ORDER BY id) AS head,"
+                " row_number() OVER (PARTITION BY session_id ORDER BY id DESC) AS tail"
+                f" FROM frames WHERE session_id IN ({_marks(chunk)}))"
+                " WHERE head <= ? OR tail <= ? ORDER BY session_id, id",
+                [*chunk, first, last],
+            )
+            found += [FrameRow(*row[:-2]) for row in rows]
+        return found
+
     # -- faults ------------------------------------------------------------------
 
     def fault_events(

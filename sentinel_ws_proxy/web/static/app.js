@@ -78,11 +78,16 @@ function arrow(direction) {
 async function sessionsPage(query) {
   const page = await get(`api/sessions?${query}`);
   const root = el("div");
+  // While the recording is being classified the summary's failure count is 0 by default,
+  // not a finding: say so instead of a false "0 failures".
+  const failures = summary && (summary.classifying ? "classifying…" : `${summary.failures.toLocaleString()} failures`);
   root.append(el("h1", {}, `${page.total.toLocaleString()} ${page.total === 1 ? "entry" : "entries"}`,
-    summary ? el("span", { class: "dim" }, `  (${summary.sessions.toLocaleString()} sessions, ${summary.failures.toLocaleString()} failures)`) : null));
+    summary ? el("span", { class: "dim", id: "summary-counts" }, `  (${summary.sessions.toLocaleString()} sessions, ${failures})`) : null));
   root.append(filtersForm(query));
   if (page.classifying) {
     root.append(el("p", { class: "dim", id: "classifying" }, `Classifying ${page.total.toLocaleString()} sessions: verdicts appear here when that is done.`));
+  }
+  if (page.classifying || (summary && summary.classifying)) {  // the summary may lag the page
     const shown = location.hash;
     setTimeout(async () => {
       if (location.hash !== shown) return;

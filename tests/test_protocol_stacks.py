@@ -1,0 +1,76 @@
+"""Application protocols judged by their own words, on their reference implementations
+(issue 20): graphql-ws, Socket.IO over JSON and msgpack, SignalR's, Phoenix's and Action
+Cable's real clients, each through the proxy; the verdict, the protocol that judged it
+and the app's own words checked.
+
+The stacks live in tests/stacks/protocols/ (pinned by their lockfile, npm ci on first use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from sentinel_ws_proxy.analysis.report import Window, failure_report
+from sentinel_ws_proxy.recording.reader import Recording
+from tests.conftest import recorded, running_proxy
+from tests.stacks import protocols as P
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def node_modules():
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("no node/npm on PATH (apt-get install nodejs npm)")
+    P.ensure_node_modules()
+
+
+# stack, server flags, scenario, category, protocol that judged it (None: the close code
+# alone), words the explanation quotes
+CASES = [
+    ("graphql-ws", (), "forbidden", "rejected", "graphql-ws", "4403"),
+    ("graphql-ws", (), "internal_error", "server_error", "graphql-ws", "auth backend down"),
+    ("graphql-ws", (), "terminate", "clean", "graphql-ws", "4499"),
+    ("graphql-ws", (), "duplicate", "protocol_error", "graphql-ws", "4409"),
+    ("graphql-ws", (), "init_timeout", "protocol_error", "graphql-ws", "4408"),
+    ("socketio", ("--parser", "json"), "server_disconnect", "app_error", "socket.io", "not to"),
+    ("socketio", ("--parser", "msgpack"), "server_disconnect", "app_error", "socket.io", "not to"),
+    ("socketio", ("--parser", "json"), "ping_timeout", "client_unresponsive", "socket.io", "ping"),
+    ("socketio", ("--parser", "msgpack"), "namespace_refused", "rejected", "socket.io",
+     "not authorized"),
+    ("signalr", (), "server_close_error", "server_error", "signalr", "Boom"),
+    ("phoenix", (), "server_close", "app_error", "phoenix", "closed channel"),
+    ("actioncable", (), "unauthorized_disconnect", "rejected", "actioncable", "unauthorized"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "stack,flags,scenario,category,judged_by,words",
+    CASES,
+    ids=[f"{c[0]}{'-' + c[1][1] if c[1] else ''}-{c[2]}" for c in CASES],
+)
+async def test_the_protocol_judges_its_own_ending(
+    tmp_path, node_modules, stack, flags, scenario, category, judged_by, words
+):
+    db = tmp_path / "p.db"
+    process, port = P.start_server(stack, *flags)
+    try:
+        async with running_proxy(f"http://127.0.0.1:{port}", db) as proxy:
+            url = P.ws_url(stack, int(proxy.url.rsplit(":", 1)[1]))
+            client_flags = flags if stack == "socketio" else ()
+            await asyncio.to_thread(P.run_client, stack, scenario, url, *client_flags)
+            await recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL")
+    finally:
+        P.stop(process)
+    with Recording(db) as recording:
+        report = failure_report(recording, Window())
+    judged = [v for s, v in report.classified.pairs() if s.accepted]
+    assert judged, "no accepted session recorded"
+    verdict = (
+        judged[-1] if stack != "socketio" else next((v for v in judged if v.judged_by), judged[-1])
+    )
+    assert (verdict.category, verdict.judged_by) == (category, judged_by), verdict
+    assert words in verdict.explanation, verdict
