@@ -74,3 +74,33 @@ async def test_the_protocol_judges_its_own_ending(
     )
     assert (verdict.category, verdict.judged_by) == (category, judged_by), verdict
     assert words in verdict.explanation, verdict
+
+
+@pytest.mark.parametrize(
+    "stack,flags,secret",
+    [
+        ("graphql-ws", (), "secret"),  # connection_init {"token": "secret"}
+        ("socketio", ("--parser", "json"), "secret"),  # CONNECT auth {"token": "secret"}
+        ("socketio", ("--parser", "msgpack"), "secret"),
+    ],
+    ids=["graphql-ws", "socketio-json", "socketio-msgpack"],
+)
+async def test_credentials_in_messages_are_not_recorded(tmp_path, node_modules, stack, flags,
+                                                        secret):  # fmt: skip
+    db = tmp_path / "s.db"
+    process, port = P.start_server(stack, *flags)
+    try:
+        async with running_proxy(f"http://127.0.0.1:{port}", db) as proxy:
+            url = P.ws_url(stack, int(proxy.url.rsplit(":", 1)[1]))
+            client_flags = flags if stack == "socketio" else ()
+            result = await asyncio.to_thread(P.run_client, stack, "ok", url, *client_flags)
+            await recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL")
+    finally:
+        P.stop(process)
+    # The server got the credential (it accepted the client), the recording did not.
+    assert result["closed"]["initiator"] == "client", result
+    with Recording(db) as recording:
+        payloads = [f.payload for s in recording.summaries() for f in recording.frame_rows(s.id)]
+    stored = b"".join(p if isinstance(p, bytes) else p.encode() for p in payloads if p)
+    assert secret.encode() not in stored
+    assert b"[redacted]" in stored

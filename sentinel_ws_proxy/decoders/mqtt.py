@@ -632,3 +632,64 @@ def _redact_connect(raw: bytes) -> tuple[bytes, int] | None:
         return None
     packet = bytes([raw[0]]) + _varint(len(body)) + bytes(body)
     return packet + raw[end:], count
+
+
+def secret_ranges(raw: bytes) -> list[tuple[int, int]] | None:
+    """Where a client's CONNECT holds its password (and v5 authentication data): byte
+    ranges of the values in ``raw``, a CONNECT's bytes from its first byte on. None while
+    the packet is not whole yet (clients such as mqtt.js write it in a dozen WebSocket
+    messages), [] for a whole CONNECT without secrets. The recorder masks these bytes in
+    place, so every message keeps its length and the packet still parses."""
+    if not raw or raw[0] >> 4 != 1:
+        return []
+    try:
+        head = Reader(raw, 1)
+        length = head.varint()
+    except Exception:
+        return None if len(raw) < 5 else []
+    start, end = head.pos, head.pos + length
+    if end > len(raw):
+        return None
+    try:
+        r = Reader(raw, start, end)
+        r.string()
+        level = r.byte()
+        bits = r.byte()
+        r.u16()
+        found: list[tuple[int, int]] = []
+        if level == 5:
+            props_len = r.varint()
+            inner = Reader(raw, r.pos, r.pos + props_len)
+            while inner.left() > 0:
+                ident = inner.varint()
+                kind = PROPERTIES.get(ident, ("", "?"))[1]
+                if kind in ("s", "d"):
+                    at = inner.pos + 2
+                    inner.blob()
+                    if ident == 0x16:  # authentication data
+                        found.append((at, inner.pos))
+                elif kind == "p":
+                    inner.blob()
+                    inner.blob()
+                else:
+                    inner.pos += {"b": 1, "h": 2, "i": 4}.get(kind, 0)
+                    if kind == "v":
+                        inner.varint()
+                    elif kind not in ("b", "h", "i"):
+                        return []
+            r.pos = inner.end
+        r.blob()  # client id
+        if bits & 0x04:
+            if level == 5:
+                r.pos += r.varint()
+            r.blob()
+            r.blob()
+        if bits & 0x80:
+            r.blob()
+        if bits & 0x40:
+            at = r.pos + 2
+            r.blob()
+            found.append((at, r.pos))
+        return found
+    except Exception:
+        return []

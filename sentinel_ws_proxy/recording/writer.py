@@ -32,6 +32,7 @@ from sentinel_ws_proxy.events import Event, Frame, SessionOpened, stored_payload
 from sentinel_ws_proxy.recording.crash import crashed_runs, end_crashed_run, in_use
 from sentinel_ws_proxy.recording.redact import Redactor, client_fingerprint
 from sentinel_ws_proxy.recording.schema import RecordingError, open_database
+from sentinel_ws_proxy.recording.secrets import PayloadSecrets
 from sentinel_ws_proxy.recording.statements import Statement, statements
 
 MAX_BATCH = 20_000
@@ -81,6 +82,7 @@ class WriterStats:
     paused_since: float | None = None  # the disk refuses writes (full, I/O error) since then
     crashed: str | None = None  # the writer thread died: why
     recreated: int = 0  # times the file was deleted under the proxy and made anew
+    redacted_in_messages: int = 0  # credential fields redacted inside messages (secrets.py)
     # Seconds from an event to the commit that stored it, for the latest events.
     lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
 
@@ -151,6 +153,7 @@ class RecordingWriter:
         self._written_bytes = 0
         self._thread: threading.Thread | None = None
         self._statements = statements(self._derivations())
+        self._secrets = PayloadSecrets(enabled=redactor.enabled)
         self._deadline: float | None = None  # when a stopping writer stops retrying the disk
         # How the writer thread opens the file (a test passes a disk that is full).
         self._connect = connect or (lambda path: sqlite3.connect(path, timeout=30.0))
@@ -316,6 +319,9 @@ class RecordingWriter:
                     self._in_hand = len(batch)
                     self._write(batch)
                     self._in_hand = 0
+            held = self._secrets.release()  # first messages of sessions still open
+            if held:
+                self._write(held, counted=True)
             self._write_run_end(self._conn)
         finally:
             self._conn.close()
@@ -421,12 +427,15 @@ class RecordingWriter:
             ("faults", "run_id"): lambda e: self.run_id,
         }
 
-    def _write(self, batch: list[Event]) -> None:
-        rows = self._rows(batch)
+    def _write(self, batch: list[Event], *, counted: bool = False) -> None:
+        incoming = 0 if counted else sum(e.size for e in batch if type(e) is Frame)
+        stored = list(self._secrets.filter(batch)) if self._secrets.enabled else batch
+        self.stats.redacted_in_messages = self._secrets.redacted
+        rows = self._rows(stored)
         written = self._insert(rows)
         # Written or given up on (and counted lost): either way off the backlog, so
         # relays paused behind it go on.
-        self._written_bytes += sum(e.size for e in batch if type(e) is Frame)
+        self._written_bytes += incoming
         if written is None:
             return
         now = time.time()
