@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sentinel_ws_proxy.decoders import decode, for_session
 from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.protocol import payload_bytes
-from sentinel_ws_proxy.recording.reader import MessageJoiner, Recording
+from sentinel_ws_proxy.recording.reader import Message, MessageJoiner, Recording, join_messages
 from sentinel_ws_proxy.recording.schema import FrameRow
 
 BATCH = 50_000  # frames read per step while indexing
-FORMAT = "2"  # of the index file: another one is built anew
+FORMAT = "3"  # of the index file: another one is built anew (3: decoded binary messages)
 SNIPPET = 48  # characters either side of a match in a snippet
 TRIGRAM = 3  # shorter words cannot use the trigram index
 FIELD = re.compile(r'(?<![\w"])([A-Za-z_$][\w.$-]*):("(?:[^"\\]|\\.)*"|[^\s"()]+)')
@@ -199,11 +200,13 @@ class SearchIndex:
             conn.execute("DELETE FROM texts WHERE id > ?", [last])
         added = 0
         joiner = MessageJoiner()
+        decoders = SessionDecoders(recording)
         while True:
             frames = recording.frames_after(last, BATCH)
             if not frames:
                 break
-            rows = list(_texts(frames, joiner))
+            decoders.learn({f.session_id for f in frames if f.opcode == "binary"})
+            rows = list(_texts(frames, joiner, decoders))
             with conn:
                 conn.executemany("INSERT OR IGNORE INTO texts VALUES (?,?,?,?,?,?)", rows)
             added += len(rows)
@@ -284,8 +287,41 @@ def _tokenizer(conn: sqlite3.Connection) -> str:
     return "trigram"
 
 
-def _texts(frames: list[FrameRow], joiner: MessageJoiner) -> Iterator[tuple]:
-    """Rows for the index: whole text messages (fragments joined) and close reasons."""
+class SessionDecoders:
+    """Each session's protocol decoder, learnt from its handshake and first messages, for
+    the sessions that send binary messages (binary JSON, msgpack, kernel messages)."""
+
+    def __init__(self, recording: Recording):
+        self.recording = recording
+        self.known: dict[int | None, Any] = {}
+
+    def learn(self, session_ids: set[int | None]) -> None:
+        new = [sid for sid in session_ids if sid is not None and sid not in self.known]
+        if not new:
+            return
+        rows = self.recording.session_rows(new)
+        firsts: dict[int, list[FrameRow]] = {}
+        for f in self.recording.edge_frames(new, 6, 0):
+            firsts.setdefault(f.session_id or 0, []).append(f)
+        for sid in new:
+            row = rows.get(sid)
+            messages = join_messages(firsts.get(sid, []))
+            self.known[sid] = (
+                None if row is None
+                else for_session(row.subprotocol, row.path, row.query, messages)
+            )  # fmt: skip
+
+    def text(self, message: Message) -> str | None:
+        """What a binary message says, as text a person searches, if its protocol says."""
+        decoded = decode(self.known.get(message.session_id), message.payload, message.direction)
+        return None if decoded is None else decoded.text
+
+
+def _texts(
+    frames: list[FrameRow], joiner: MessageJoiner, decoders: SessionDecoders
+) -> Iterator[tuple]:
+    """Rows for the index: whole text messages (fragments joined), binary messages whose
+    protocol reads as text, and close reasons."""
     for frame in frames:
         if frame.opcode == "close":
             if frame.close_reason:
@@ -293,9 +329,17 @@ def _texts(frames: list[FrameRow], joiner: MessageJoiner) -> Iterator[tuple]:
                        frame.close_reason)  # fmt: skip
             continue
         message = joiner.feed(frame)
-        if message is not None and message.opcode == "text":
+        if message is None:
+            continue
+        if message.opcode == "text":
+            text: str | None = _decoded(message.payload)
+        elif message.opcode == "binary":
+            text = decoders.text(message)
+        else:
+            continue
+        if text is not None:
             yield (message.id, message.session_id, message.direction, message.ts, "message",
-                   _decoded(message.payload))  # fmt: skip
+                   text)  # fmt: skip
 
 
 def _decoded(payload: str | bytes | None) -> str:
