@@ -11,7 +11,7 @@ one Frame made per relayed message.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 Direction = Literal["c2s", "s2c"]
 ClosedBy = Literal["client", "server", "proxy"]
@@ -41,36 +41,88 @@ class SessionOpened(NamedTuple):
     response_line: str | None = None  # the status line the client received
 
 
+class Meaning:
+    """What a field means as a column of the recording (the README's words), and the value
+    it nearly always holds, if one: the schema is derived from the event (schema.py)."""
+
+    __slots__ = ("text", "usual")
+    NONE: object = object()
+
+    def __init__(self, text: str, usual: object = NONE):
+        self.text = text
+        self.usual = usual
+
+
 class Frame(NamedTuple):
     """One WebSocket frame as it crossed the wire (or as the proxy made it).
 
-    The fields are the columns of the recording's ``frames`` table, in order
-    (see recording/schema.py), so the recorder stores a Frame as it is. The
-    payload is already in its recorded form: unmasked, inflated for a
-    compressed message, cut to the message's first ``--max-payload`` bytes,
-    and text (``str``) for a text frame whose bytes are valid UTF-8 on their own.
+    Its fields are the recording's ``frames`` table, in order after ``id``: declared here
+    once, with their meanings, and the schema's FrameRow derived from them, so the
+    recorder stores a Frame as it is. The payload is already in its recorded form:
+    unmasked, inflated for a compressed message, cut to the message's first
+    ``--max-payload`` bytes, and text (``str``) for a text frame whose bytes are valid
+    UTF-8 on their own. Build one by keyword (or with whole_frame).
     """
 
-    session_id: int
-    ts: float
-    direction: Direction
-    source: Source
-    message: int | None  # numbered per session and direction
-    opcode: str  # text, binary, continuation, ping, pong, close, reserved-N
-    fin: int
-    rsv: int
-    masked: int
-    compressed: int
-    size: int  # payload bytes after inflating
-    wire_size: int  # payload bytes on the wire
-    payload: str | bytes
-    truncated: int
-    forwarded: int = 1
-    close_code: int | None = None
-    close_reason: str | None = None
-    violation: str | None = None
-    fault_id: int | None = None  # a fault that dropped, delayed or held back this frame
-    fault_action: str | None = None  # dropped, delayed or stalled
+    session_id: Annotated[int, Meaning("the session")]
+    ts: Annotated[float, Meaning("when the frame's first byte reached the proxy")]
+    direction: Annotated[Direction, Meaning("`c2s` (client to server) or `s2c`")]
+    source: Annotated[
+        Source,
+        Meaning(
+            "`client`, `server`, or `proxy` for frames the proxy made (shutdown, faults, limits)"
+        ),
+    ]
+    message: Annotated[
+        int | None, Meaning("the message this frame belongs to, numbered per session and direction")
+    ]
+    opcode: Annotated[
+        str, Meaning("`text`, `binary`, `continuation`, `ping`, `pong`, `close` or `reserved-N`")
+    ]
+    fin: Annotated[int, Meaning("1 on the last frame of a message")]
+    rsv: Annotated[int, Meaning("the RSV1-3 bits as a number (4 = RSV1)")]
+    masked: Annotated[int, Meaning("1 when the frame was masked")]
+    compressed: Annotated[
+        int, Meaning("1 when its message is compressed (permessage-deflate); `payload` is inflated")
+    ]
+    size: Annotated[int, Meaning("payload bytes, after inflating")]
+    wire_size: Annotated[int, Meaning("payload bytes on the wire")]
+    payload: Annotated[
+        str | bytes,
+        Meaning(
+            "the unmasked payload (TEXT for text, BLOB otherwise), each message's first"
+            " `--max-payload` bytes"
+        ),
+    ]
+    truncated: Annotated[int, Meaning("1 when `payload` was cut")]
+    # From here on usually at their usual value: the writer leaves them out of the INSERT
+    # then (binding six NULLs costs more than the rest of the row).
+    forwarded: Annotated[
+        int,
+        Meaning(
+            "0 when the proxy received it and did not pass it on (a fault, the other side gone)",
+            usual=1,
+        ),
+    ] = 1
+    close_code: Annotated[int | None, Meaning("a close frame's code", usual=None)] = None
+    close_reason: Annotated[str | None, Meaning("a close frame's reason", usual=None)] = None
+    violation: Annotated[
+        str | None,
+        Meaning(
+            "what breaks RFC 6455 in this frame, in words; the frame was forwarded all the same",
+            usual=None,
+        ),
+    ] = None
+    # A fault that dropped, delayed or held back this frame, and what it did.
+    fault_id: Annotated[int | None, Meaning("the fault that acted on the frame", usual=None)] = None
+    fault_action: Annotated[
+        str | None,
+        Meaning(
+            "`drop`, `delay` or `stall` (recordings before 0.3: `dropped`, `delayed`, "
+            "`stalled`; readers show either under the new name)",
+            usual=None,
+        ),
+    ] = None
 
 
 def stored_payload(data: bytes, limit: int, *, text: bool) -> tuple[str | bytes, int]:
@@ -103,23 +155,23 @@ def whole_frame(
     """A one-frame message (the usual case), for code that builds frames by hand."""
     kept, truncated = stored_payload(payload, max_payload, text=opcode == "text")
     return Frame(
-        session_id,
-        ts,
-        direction,
-        source or ("client" if direction == "c2s" else "server"),
-        message,
-        opcode,
-        1,
-        0,
-        int(direction == "c2s"),
-        0,
-        len(payload),
-        len(payload),
-        kept,
-        int(truncated),
-        forwarded,
-        close_code,
-        close_reason,
+        session_id=session_id,
+        ts=ts,
+        direction=direction,
+        source=source or ("client" if direction == "c2s" else "server"),
+        message=message,
+        opcode=opcode,
+        fin=1,
+        rsv=0,
+        masked=int(direction == "c2s"),
+        compressed=0,
+        size=len(payload),
+        wire_size=len(payload),
+        payload=kept,
+        truncated=int(truncated),
+        forwarded=forwarded,
+        close_code=close_code,
+        close_reason=close_reason,
     )
 
 

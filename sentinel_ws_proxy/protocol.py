@@ -9,6 +9,9 @@ from websockets.frames import CLOSE_CODE_EXPLANATIONS, CloseCode
 
 # RFC 6455 section 7.4.1 and the IANA registry, as websockets names them. 1005,
 # 1006 and 1015 never travel on the wire: they name what a peer observed.
+# What the proxy records for an upgrade an upstream took and closed without answering (a
+# dev server's proxy whose backend is down): reachable, but it said nothing.
+CLOSED_WITHOUT_ANSWER = "the upstream accepted the connection and closed it without an answer"
 NO_STATUS = CloseCode.NO_STATUS_RCVD
 ABNORMAL = CloseCode.ABNORMAL_CLOSURE
 GOING_AWAY = CloseCode.GOING_AWAY
@@ -53,3 +56,15 @@ def payload_bytes(value: str | bytes | bytearray | memoryview | None) -> bytes:
     if value is None:
         return b""
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+# What a fault did, one name per effect: the engine reports it (fault_events.action,
+# besides close, abort and reject), and a frame it touched records it (frames.fault_action).
+DROP, DELAY, STALL = "drop", "delay", "stall"
+# frames.fault_action as recordings made before one name per effect stored it.
+FORMER_EFFECTS = {"dropped": DROP, "delayed": DELAY, "stalled": STALL}
+
+
+def effect_name(recorded: str | None) -> str | None:
+    """A recorded fault effect under its one name, whichever recording it comes from."""
+    return FORMER_EFFECTS.get(recorded, recorded) if recorded is not None else None

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from sentinel_ws_proxy.proxy.config import ConfigError, format_hostport
+from sentinel_ws_proxy.settings import ConfigError, format_hostport
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 T = TypeVar("T")

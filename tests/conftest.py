@@ -18,8 +18,9 @@ import pytest
 import websockets
 from aiohttp import WSMsgType, web
 
-from sentinel_ws_proxy.proxy.config import ProxyConfig, parse_upstream
+from sentinel_ws_proxy.proxy.config import ProxyConfig
 from sentinel_ws_proxy.proxy.server import ProxyServer
+from sentinel_ws_proxy.settings import parse_upstream
 
 STEP = 10.0  # seconds any single await in a test may take
 

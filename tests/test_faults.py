@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from sentinel_ws_proxy.analysis.recovery import describe_backoff
 from sentinel_ws_proxy.cli import cli
 from sentinel_ws_proxy.faults.spec import FaultSpecError, parse_spec
-from sentinel_ws_proxy.proxy.admin import allowed
+from sentinel_ws_proxy.guard import allowed
 from tests.conftest import recorded, rows, running_proxy, within, ws_url
 from tests.test_cli import start_cli_proxy
 
@@ -172,7 +172,7 @@ async def test_stall_keeps_tcp_open_and_answers_nothing_then_closes(upstream, db
     )
     assert [tuple(r) for r in held] == [
         ("c2s", "anyone?", None, None),
-        ("s2c", "anyone?", 1, "stalled"),
+        ("s2c", "anyone?", 1, "stall"),
     ]
     actions = [r[0] for r in rows(db, "SELECT action FROM fault_events ORDER BY id")]
     assert actions == ["stall", "close"]
@@ -189,7 +189,7 @@ async def test_latency_delays_each_frame(upstream, db):
             assert time.monotonic() - started >= 0.15
         await ws.close()
         await proxy.stop_once()
-    delayed = rows(db, "SELECT count(*) FROM frames WHERE fault_action = 'delayed'")
+    delayed = rows(db, "SELECT count(*) FROM frames WHERE fault_action = 'delay'")
     assert delayed[0][0] == 2
 
 
@@ -226,7 +226,7 @@ async def test_drop_removes_matching_messages_only(upstream, db):
         await proxy.stop_once()
     assert [d for kind, d in log.received if kind == "text"] == ["public", "public again"]
     (dropped,) = rows(db, "SELECT payload, fault_action FROM frames WHERE fault_id = 1")
-    assert tuple(dropped) == ("the secret plan", "dropped")
+    assert tuple(dropped) == ("the secret plan", "drop")
 
 
 async def test_seeded_probability_is_repeatable(echo_upstream, tmp_path):

@@ -22,8 +22,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from sentinel_ws_proxy.proxy.config import ConfigError, ProxyConfig, parse_upstream
+from sentinel_ws_proxy.proxy.config import ProxyConfig
 from sentinel_ws_proxy.proxy.upstream import CLOSED_WITHOUT_ANSWER, Upstream
+from sentinel_ws_proxy.settings import ConfigError, parse_upstream
 from sentinel_ws_proxy.web.app import standalone
 from sentinel_ws_proxy.web.view import RecordingView
 from tests.conftest import recorded, rows, running_proxy, serve_app, within, ws_url

@@ -223,8 +223,8 @@ async def test_plain_http_says_how_to_serve_the_page_from_the_replay(recording):
 
 
 async def test_http_upstream_serves_the_page_and_the_replay_the_socket(recording):
-    from sentinel_ws_proxy.proxy.config import parse_upstream
     from sentinel_ws_proxy.proxy.upstream import Upstream
+    from sentinel_ws_proxy.settings import parse_upstream
 
     async with serve_app(frontend()) as pages:
         upstream = Upstream(parse_upstream(pages), connect_timeout=5, close_timeout=5)
@@ -243,8 +243,8 @@ async def test_http_upstream_serves_the_page_and_the_replay_the_socket(recording
 
 
 async def test_a_same_origin_page_in_chromium_gets_the_replayed_socket(recording, async_playwright):
-    from sentinel_ws_proxy.proxy.config import parse_upstream
     from sentinel_ws_proxy.proxy.upstream import Upstream
+    from sentinel_ws_proxy.settings import parse_upstream
     from tests.conftest import CHROMIUM_FLAGS, chromium_path
 
     executable = chromium_path()

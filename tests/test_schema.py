@@ -31,9 +31,29 @@ def test_readme_schema_table_is_the_declaration():
     )
 
 
-def test_a_frame_event_is_a_frames_row():
+def test_a_frame_event_is_a_frames_row(tmp_path):
+    """The frames table is declared once, on events.Frame: every field, with a value
+    unlike its usual one, is stored by the writer and read back as it was."""
     columns = [c.name for c in TABLES["frames"] if c.name != "id"]
     assert list(Frame._fields) == columns
+    frame = Frame(
+        session_id=1, ts=1.8e9, direction="s2c", source="proxy", message=3, opcode="binary",
+        fin=0, rsv=4, masked=1, compressed=1, size=7, wire_size=5, payload=b"\x00\x01",
+        truncated=1, forwarded=0, close_code=4000, close_reason="why",
+        violation="reserved bit", fault_id=9, fault_action="dropped",
+    )  # fmt: skip
+    from sentinel_ws_proxy.recording.reader import Recording
+    from sentinel_ws_proxy.recording.redact import Redactor
+    from sentinel_ws_proxy.recording.writer import RecordingWriter
+
+    db = tmp_path / "f.db"
+    w = RecordingWriter(db, redactor=Redactor(), max_payload=64, listen="t", upstream="u")
+    w.open()
+    w.handle(frame)
+    w.close()
+    with Recording(db) as recording:
+        (row,) = recording.frame_rows(1)
+    assert tuple(getattr(row, name) for name in Frame._fields) == tuple(frame)
 
 
 async def record_with_faults(db: Path) -> None:
@@ -86,7 +106,7 @@ def every_table(db: Path) -> dict[str, list[tuple]]:
 def test_export_then_import_gives_every_table_back(tmp_path, faulted, fmt):
     original = every_table(faulted)
     assert original["faults"] and original["fault_events"] and original["http_requests"]
-    assert any(row for row in original["frames"] if row[-1] == "dropped")
+    assert any(row for row in original["frames"] if row[-1] == "drop")
     out = tmp_path / f"all.{fmt}"
     result = CliRunner().invoke(
         cli, ["export", "--format", fmt, "-o", str(out), "--db", str(faulted)]

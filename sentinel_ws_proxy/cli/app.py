@@ -1,4 +1,4 @@
-"""The click group, and the options and helpers the commands share."""
+"""The click group, its --decoder option, and the helpers the commands share."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -19,15 +20,12 @@ from rich.console import Console
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.analysis.classify import DEFAULT_IDLE_TIMEOUT, DEFAULT_RECONNECT_WINDOW
 from sentinel_ws_proxy.analysis.report import Window, collector_paused, recorded_thresholds
-from sentinel_ws_proxy.cli.params import Duration
 from sentinel_ws_proxy.errors import RecordingError, UserError
-from sentinel_ws_proxy.proxy.config import DEFAULT_DB
-from sentinel_ws_proxy.recording.jsonrows import encode_value
+from sentinel_ws_proxy.present import plain
 from sentinel_ws_proxy.recording.reader import Recording
-from sentinel_ws_proxy.timefmt import iso, parse_time
+from sentinel_ws_proxy.timefmt import parse_time
 
 USAGE_ERROR = 2
-EPOCH_2001 = 978_307_200.0  # a float past this in a time field is an epoch time
 F = TypeVar("F", bound=Callable)
 
 
@@ -53,6 +51,7 @@ _opened: list[Path] = []
 # `sentinel-ws sql` does not load the proxy, aiohttp and the demo first (start-up
 # 0.36 -> 0.2 s). A test checks this list against the commands the modules declare.
 COMMAND_MODULES = {
+    "decoders": "decoders",
     "demo": "demo",
     "demo-server": "demo",
     "export": "recordings",
@@ -119,77 +118,41 @@ class Commands(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="sentinel-ws")
-def cli() -> None:
+@click.option(
+    "--decoder",
+    "decoder_modules",
+    multiple=True,
+    metavar="MODULE",
+    envvar="SENTINEL_WS_DECODERS",
+    show_envvar=True,
+    help="Load your own application-protocol decoder: a module importable from here or "
+    "PYTHONPATH (e.g. mypkg.mydecoder), tried before the built-in ones (see `sentinel-ws "
+    "decoders`). Repeatable; the variable takes a list separated by commas.",
+)
+def cli(decoder_modules: tuple[str, ...]) -> None:
     """Record-and-replay WebSocket proxy for debugging real-time web apps.
 
     Put `sentinel-ws proxy` between your frontend and its server: every
     handshake, frame and close is forwarded unchanged and recorded to SQLite.
     """
+    names = [n for value in decoder_modules for n in re.split(r"[\s,:]+", value) if n]
+    if names:
+        load_decoders(names)
 
 
-# -- options and helpers shared by the commands ---------------------------------
+def load_decoders(names: list[str]) -> None:
+    """Each user decoder by its module path, as `--decoder` names them, in that order."""
+    from sentinel_ws_proxy import decoders  # only when asked: read commands start light
 
-db_option = click.option(
-    "--db",
-    default=DEFAULT_DB,
-    envvar="SENTINEL_WS_DB",
-    show_default=True,
-    show_envvar=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The recording to read (opened read-only).",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-since_option = click.option(
-    "--since",
-    metavar="TIME",
-    help="Only sessions started at or after TIME (ISO-8601, or 10m, 2h, 1d ago).",
-)
-until_option = click.option("--until", metavar="TIME", help="Only sessions started before TIME.")
-window_options = [
-    click.option(
-        "--reconnect-window",
-        type=Duration(0),
-        help="A client that reconnects within this time after going away counts as a "
-        f"navigation. Default: what the recording says, else {DEFAULT_RECONNECT_WINDOW:g}.",
-    ),
-    click.option(
-        "--idle-timeout",
-        type=Duration(0),
-        help="A server close after this long without frames counts as an idle timeout. "
-        f"Default: what the recording says (the demo's: 1), else {DEFAULT_IDLE_TIMEOUT:g}.",
-    ),
-]
+    # A console script's sys.path lacks the current folder, where a user's module often
+    # is; added last, it shadows nothing installed.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in reversed(names):  # each goes first: the first named ends up tried first
+        decoders.load(name)
 
 
-# The Sentinel tools' target: test, health and monitor share it.
-target_options = [
-    click.option("--host", default="localhost", show_default=True),
-    click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535)),
-    click.option("--path", default="ws/mission-updates", show_default=True),
-]
-
-origin_options = [
-    click.option(
-        "--origin",
-        metavar="URL",
-        help="Send this Origin (your frontend's, e.g. http://localhost:3000). "
-        "Default: the target's own origin, as its own page in a browser would send.",
-    ),
-    click.option(
-        "--no-origin",
-        is_flag=True,
-        help="Send no Origin header (as a non-browser client does).",
-    ),
-]
-
-
-def with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
-    def decorate(f: F) -> F:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorate
+# -- helpers the commands share (their shared options are in options.py) ------------
 
 
 def console() -> Console:
@@ -238,23 +201,6 @@ def _first(*values: float | None) -> float:
     return next(v for v in values if v is not None)
 
 
-FORMATS = {
-    "table": "A table for people (the default).",
-    "json": "JSON for scripts: times in epoch seconds with ISO 8601 beside them.",
-    "nl": "JSON lines: one object per row, for jq and streaming.",
-    "csv": "CSV with a header line, for spreadsheets.",
-}
-
-
-def output_options(f: F) -> F:
-    """--json, --nl, --csv and --table, one `fmt` parameter, on every read command."""
-    for name, meaning in reversed(FORMATS.items()):
-        # A feature switch: only the default's option says default=True.
-        extra = {"default": True} if name == "table" else {}
-        f = click.option(f"--{name}", "fmt", flag_value=name, help=meaning, **extra)(f)
-    return f
-
-
 def reads_whole_recording(f: F) -> F:
     """For a command that reads a whole recording once and exits: no cyclic garbage
     collection while it runs. The collector would walk the hundreds of thousands of
@@ -298,46 +244,3 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
-
-
-def plain(value: Any, key: str = "") -> Any:
-    """What JSON output holds: floats rounded (microseconds; 3 decimals for *_ms), an
-    ISO 8601 local time beside every epoch time (ts, *_at), bytes as {"$base64": ...}.
-
-    Written for speed (type() is, no recursion into scalars): `failures --json` runs
-    it over 100,000 sessions."""
-    kind = type(value)
-    if kind is dict:
-        return _plain_dict(value)
-    if kind is list or kind is tuple:
-        return [plain(v, key) for v in value]
-    if kind is float:
-        return round(value, 3 if key.endswith("_ms") else 6)
-    if kind is bytes or kind is bytearray or kind is memoryview:
-        return encode_value(value)
-    return value
-
-
-def _plain_dict(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        kind = type(v)
-        if kind is str or kind is int or v is None or kind is bool:
-            out[k] = v
-        elif kind is float:
-            digits, dated = _KEYS.get(k) or _key(k)
-            out[k] = round(v, digits)
-            if dated and v > EPOCH_2001:
-                out[k + "_iso"] = iso(v)
-        else:
-            out[k] = plain(v, k)
-    return out
-
-
-_KEYS: dict[str, tuple[int, bool]] = {}
-
-
-def _key(name: str) -> tuple[int, bool]:
-    """How a float under this key is written: its decimals, and whether it is a time."""
-    found = _KEYS[name] = (3 if name.endswith("_ms") else 6, name == "ts" or name.endswith("_at"))
-    return found

@@ -8,34 +8,15 @@ from pathlib import Path
 
 import click
 
-from sentinel_ws_proxy.cli.app import (
-    cli,
-    console,
-    fail,
-)
-from sentinel_ws_proxy.cli.params import Duration, HostPort
-from sentinel_ws_proxy.proxy.config import (
-    DEFAULT_LISTEN,
-    DEMO_DB,
-)
+from sentinel_ws_proxy.cli.app import cli, console, fail
+from sentinel_ws_proxy.cli.options import db_option, listen_option, seconds_option
+from sentinel_ws_proxy.settings import DEFAULT_LISTEN, DEMO_DB
 
 
 @cli.command()
 @click.option("--serve", is_flag=True, help="Keep the demo server and proxy running for a browser.")
-@click.option(
-    "--db",
-    default=str(DEMO_DB),
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Recording to write (replaced by each scripted demo run).",
-)
-@click.option(
-    "--listen",
-    default=DEFAULT_LISTEN,
-    show_default=True,
-    type=HostPort(),
-    help="With --serve: where the proxy listens.",
-)
+@db_option("Recording to write (replaced by each scripted demo run).", default=DEMO_DB, envvar=None)
+@listen_option(DEFAULT_LISTEN, "With --serve: where the proxy listens.")
 def demo(serve: bool, db: Path, listen: tuple[str, int]) -> None:
     """Run the proxy in front of an embedded Sentinel-like server and break things on purpose.
 
@@ -73,34 +54,15 @@ def demo(serve: bool, db: Path, listen: tuple[str, int]) -> None:
 @cli.command("demo-server")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--heartbeat",
-    default=15.0,
-    show_default=True,
-    type=Duration(0.01),
-    help="Interval of heartbeat events.",
-)
-@click.option(
-    "--events-every",
-    default=5.0,
-    show_default=True,
-    type=Duration(0),
-    help="Broadcast a mission event this often (0: only on POST).",
-)
-@click.option(
-    "--idle-timeout",
-    default=300.0,
-    show_default=True,
-    type=Duration(0.01),
-    help="Close connections silent for this long.",
-)
-@click.option(
+@seconds_option("--heartbeat", 15.0, 0.01, "Interval of heartbeat events.")
+@seconds_option("--events-every", 5.0, 0, "Broadcast a mission event this often (0: only on POST).")
+@seconds_option("--idle-timeout", 300.0, 0.01, "Close connections silent for this long.")
+@seconds_option(
     "--ping-interval",
-    default=0.0,
-    show_default=True,
-    type=Duration(0),
-    help="Send WebSocket pings this often; a client whose pong takes longer than half "
-    "of it is dropped (0: no pings).",
+    0.0,
+    0,
+    "Send WebSocket pings this often; a client whose pong takes longer than half of it is "
+    "dropped (0: no pings).",
 )
 @click.option(
     "--allow-origin",
@@ -109,15 +71,14 @@ def demo(serve: bool, db: Path, listen: tuple[str, int]) -> None:
     help="Accept this Origin besides loopback ones (repeatable).",
 )
 @click.option("--reject-all", is_flag=True, help="Answer every WebSocket handshake with 403.")
-@click.option(
-    "--drop-after",
-    type=Duration(0),
-    help="Drop each connection's TCP without a close frame after this long.",
+@seconds_option(
+    "--drop-after", None, 0, "Drop each connection's TCP without a close frame after this long."
 )
-@click.option(
+@seconds_option(
     "--close-1011-after",
-    type=Duration(0),
-    help="Close each connection with 1011 (internal error) after this long.",
+    None,
+    0,
+    "Close each connection with 1011 (internal error) after this long.",
 )
 @click.option("--stale", is_flag=True, help="Accept connections, then never answer (stale).")
 def demo_server(

@@ -15,17 +15,22 @@ from sentinel_ws_proxy.cli.app import (
     fail,
     make_window,
     open_recording,
-    origin_options,
-    output_options,
     print_json,
     print_rows,
+)
+from sentinel_ws_proxy.cli.options import (
+    db_option,
+    origin_options,
+    output_options,
+    seconds_option,
     since_option,
+    speed_option,
     target_options,
+    timeout_option,
     window_options,
     with_options,
 )
-from sentinel_ws_proxy.cli.params import Duration
-from sentinel_ws_proxy.render import health_report
+from sentinel_ws_proxy.cli.render import health_report
 
 
 @cli.command()
@@ -34,18 +39,8 @@ from sentinel_ws_proxy.render import health_report
 @click.option("--full", is_flag=True, help="Add the diagnostics detail (every connection).")
 @click.option("--fix", is_flag=True, help="Try safe repairs, check again, report each problem.")
 @with_options(origin_options)
-@click.option(
-    "--timeout",
-    default=5.0,
-    show_default=True,
-    type=Duration(0.01),
-    help="Seconds to wait for each answer.",
-)
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Judge a recording instead of a live server.",
-)
+@timeout_option("Seconds to wait for each answer.")
+@db_option("Judge a recording instead of a live server.", default=None)
 @since_option
 @click.option(
     "--threshold",
@@ -127,29 +122,13 @@ def health(
 @cli.command()
 @click.argument("url", required=False)
 @with_options(target_options)
-@click.option(
-    "--interval",
-    default=2.0,
-    show_default=True,
-    type=Duration(0.05),
-    help="Seconds between refreshes.",
-)
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Watch a recording instead of a server (with --follow or --replay).",
-)
+@seconds_option("--interval", 2.0, 0.05, "Seconds between refreshes.")
+@db_option("Watch a recording instead of a server (with --follow or --replay).", default=None)
 @click.option(
     "--follow", is_flag=True, help="With --db: follow the recording as the proxy writes it."
 )
 @click.option("--replay", "replay_", is_flag=True, help="With --db: play the recording back.")
-@click.option(
-    "--speed",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0.001),
-    help="With --replay: recorded seconds per real second.",
-)
+@speed_option("With --replay: recorded seconds per real second.", 60.0, 0.001)
 @since_option
 @click.option("--once", is_flag=True, help="Print one plain-text snapshot and exit.")
 @with_options(origin_options)

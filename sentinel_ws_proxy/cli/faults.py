@@ -9,11 +9,12 @@ from typing import Any
 
 import click
 
-from sentinel_ws_proxy.cli.app import cli, console, fail, json_option, print_json
+from sentinel_ws_proxy.cli.app import cli, console, fail, print_json
+from sentinel_ws_proxy.cli.options import json_option
+from sentinel_ws_proxy.cli.render import new_table
 from sentinel_ws_proxy.faults.actions import ACTIONS
 from sentinel_ws_proxy.faults.spec import grammar, parse_spec
-from sentinel_ws_proxy.proxy.config import DEFAULT_LISTEN
-from sentinel_ws_proxy.render import new_table
+from sentinel_ws_proxy.settings import DEFAULT_LISTEN
 
 proxy_option = click.option(
     "--proxy",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from sentinel_ws_proxy.cli.app import cli
-from sentinel_ws_proxy.proxy.config import (
+from sentinel_ws_proxy.settings import (
     DEFAULT_DB,
     DEFAULT_LISTEN,
+    DEFAULT_REPLAY_LISTEN,
     DEFAULT_UPSTREAM,
 )
 
@@ -28,7 +29,7 @@ MENU: list[tuple[str, str, list[tuple[str, str, str | bool]]]] = [
       ("--upstream", "Upstream server", DEFAULT_UPSTREAM), RECORDING]),
     ("failures", "What went wrong in a recording", [RECORDING]),
     ("replay", "Replay a recording as a stand-in server",
-     [RECORDING, ("--listen", "Listen on", "127.0.0.1:8003"), ("--speed", "Speed", "1")]),
+     [RECORDING, ("--listen", "Listen on", DEFAULT_REPLAY_LISTEN), ("--speed", "Speed", "1")]),
 ]  # fmt: skip
 
 

@@ -14,43 +14,51 @@ import click
 from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.faults.actions import duration
 from sentinel_ws_proxy.faults.spec import FaultSpec, parse_spec
-from sentinel_ws_proxy.proxy.config import parse_listen, parse_size
+from sentinel_ws_proxy.settings import parse_listen, parse_size
 
 
-def _said(exc: Exception) -> str:
-    # The parsers name the option themselves ("--listen 'x': ..."); click names it too.
-    return str(exc).split(": ", 1)[-1]
+class Parsed(click.ParamType):
+    """A value one of the library's parsers reads; its UserError is click's usage error.
+
+    A value already parsed (a default, or a value given from Python) passes as it is.
+    """
+
+    parsed: type | tuple[type, ...]
+    # Whether the parser's message starts with the option and value ("--listen 'x': ..."),
+    # which click says already ("Invalid value for '--listen'").
+    prefixed = True
+
+    def parse(self, text: str, option: str) -> Any:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, self.parsed):
+            return value
+        try:
+            return self.parse(str(value), param.opts[0] if param else self.name.lower())
+        except UserError as exc:
+            said = str(exc)
+            self.fail(said.split(": ", 1)[-1] if self.prefixed else said, param, ctx)
 
 
-class HostPort(click.ParamType):
+class HostPort(Parsed):
     """HOST:PORT, [IPV6]:PORT, a bare PORT (loopback), or a URL (http://host:port/...)."""
 
     name = "HOST:PORT"
+    parsed = tuple
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        text = str(value)
-        if "://" in text:
-            text = urlsplit(text).netloc
-        try:
-            return parse_listen(text)
-        except UserError as exc:
-            self.fail(_said(exc), param, ctx)
+    def parse(self, text: str, option: str) -> tuple[str, int]:
+        return parse_listen(urlsplit(text).netloc if "://" in text else text)
 
 
-class Size(click.ParamType):
+class Size(Parsed):
     """Bytes, with K, M or G (powers of 1024): 65536, 64K, 16M."""
 
     name = "SIZE"
+    parsed = int
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value), param.opts[0] if param else "size")
-        except UserError as exc:
-            self.fail(_said(exc), param, ctx)
+    def parse(self, text: str, option: str) -> int:
+        return parse_size(text, option)
 
 
 class Duration(click.ParamType):
@@ -74,15 +82,12 @@ class Duration(click.ParamType):
         return seconds
 
 
-class FaultSpecParam(click.ParamType):
+class FaultSpecParam(Parsed):
     """A fault, as `sentinel-ws fault --help` lists them: 'close code=1011 after=10s'."""
 
     name = "SPEC"
+    parsed = FaultSpec
+    prefixed = False
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, FaultSpec):
-            return value
-        try:
-            return parse_spec(str(value))
-        except UserError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str, option: str) -> FaultSpec:
+        return parse_spec(text)

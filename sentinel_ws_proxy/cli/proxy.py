@@ -8,32 +8,54 @@ from pathlib import Path
 import click
 
 from sentinel_ws_proxy import __version__
-from sentinel_ws_proxy.cli.app import (
-    cli,
+from sentinel_ws_proxy.cli.app import cli
+from sentinel_ws_proxy.cli.options import (
+    db_option,
+    file_option,
+    listen_option,
+    max_payload_option,
+    no_redact_option,
+    seconds_option,
+    with_options,
 )
-from sentinel_ws_proxy.cli.params import Duration, FaultSpecParam, HostPort, Size
+from sentinel_ws_proxy.cli.params import FaultSpecParam, Size
 from sentinel_ws_proxy.faults.spec import FaultSpec
-from sentinel_ws_proxy.proxy.config import (
-    DEFAULT_DB,
+from sentinel_ws_proxy.proxy.config import HOST_HEADER_MODES, ProxyConfig
+from sentinel_ws_proxy.settings import (
     DEFAULT_LISTEN,
     DEFAULT_UPSTREAM,
-    HOST_HEADER_MODES,
     ConfigError,
-    ProxyConfig,
     parse_upstream,
 )
 
 # Below this many open files (about 2,000 sessions) the proxy says how many it can hold.
 LOW_OPEN_FILES = 4096
 
+# An https upstream, and the proxy itself over https.
+tls_options = [
+    file_option(
+        "--upstream-ca",
+        help="For an https upstream: trust this CA or certificate file (a dev server's own).",
+    ),
+    click.option(
+        "--insecure-upstream",
+        is_flag=True,
+        help="For an https upstream: do not verify its certificate at all.",
+    ),
+    file_option(
+        "--tls-cert",
+        help="Serve https/wss with this certificate (for a frontend served over https).",
+    ),
+    file_option(
+        "--tls-key", help="The private key of --tls-cert, when it is not in the same file."
+    ),
+]
+
 
 @cli.command()
-@click.option(
-    "--listen",
-    default=DEFAULT_LISTEN,
-    show_default=True,
-    type=HostPort(),
-    help="Where to accept browsers. Loopback unless you say otherwise; port 0 picks a free one.",
+@listen_option(
+    DEFAULT_LISTEN,
+    "Where to accept browsers. Loopback unless you say otherwise; port 0 picks a free one.",
 )
 @click.option(
     "--upstream",
@@ -42,15 +64,7 @@ LOW_OPEN_FILES = 4096
     metavar="URL",
     help="The real server (http:// or https:// origin). The proxy connects to nothing else.",
 )
-@click.option(
-    "--db",
-    default=DEFAULT_DB,
-    envvar="SENTINEL_WS_DB",
-    show_default=True,
-    show_envvar=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite recording to append to (created with its folder if missing).",
-)
+@db_option("SQLite recording to append to (created with its folder if missing).")
 @click.option("--no-record", is_flag=True, help="Forward only; write no recording.")
 @click.option(
     "--max-message",
@@ -59,18 +73,8 @@ LOW_OPEN_FILES = 4096
     help="Refuse messages over SIZE (e.g. 16M) as a server would: the proxy closes the sender "
     "with 1009 and the other side with 1001. Off by default: every message passes.",
 )
-@click.option(
-    "--max-payload",
-    default="64K",
-    show_default=True,
-    type=Size(),
-    help="Bytes of each message's payload kept in the recording (the full size is always kept).",
-)
-@click.option(
-    "--no-redact",
-    is_flag=True,
-    help="Record Cookie, Authorization and token-like query values as sent.",
-)
+@max_payload_option
+@no_redact_option
 @click.option(
     "--redact-header",
     multiple=True,
@@ -83,19 +87,17 @@ LOW_OPEN_FILES = 4096
     metavar="NAME",
     help="Also redact this query (or ;path) parameter's value in recordings (repeatable).",
 )
-@click.option(
+@seconds_option(
     "--close-timeout",
-    default=5.0,
-    show_default=True,
-    type=Duration(0.1),
-    help="Seconds a side may take to answer a close frame before both are dropped.",
+    5.0,
+    0.1,
+    "Seconds a side may take to answer a close frame before both are dropped.",
 )
-@click.option(
+@seconds_option(
     "--upstream-timeout",
-    default=30.0,
-    show_default=True,
-    type=Duration(0.1),
-    help="Plain HTTP: how long the upstream may take to start answering before a 504.",
+    30.0,
+    0.1,
+    "Plain HTTP: how long the upstream may take to start answering before a 504.",
 )
 @click.option(
     "--max-connections",
@@ -125,26 +127,7 @@ LOW_OPEN_FILES = 4096
     "(upstream), or auto: the client's for an upstream on this machine (localhost, "
     "127.x, ::1, this host's name), the upstream's for a remote one (as Vite's proxy does).",
 )
-@click.option(
-    "--upstream-ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="For an https upstream: trust this CA or certificate file (a dev server's own).",
-)
-@click.option(
-    "--insecure-upstream",
-    is_flag=True,
-    help="For an https upstream: do not verify its certificate at all.",
-)
-@click.option(
-    "--tls-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Serve https/wss with this certificate (for a frontend served over https).",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The private key of --tls-cert, when it is not in the same file.",
-)
+@with_options(tls_options)
 @click.option(
     "--web",
     is_flag=True,
@@ -188,7 +171,7 @@ def proxy(
       # then open http://127.0.0.1:8002 instead of http://localhost:8001
     """
     from sentinel_ws_proxy.proxy.log import SessionLog
-    from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
+    from sentinel_ws_proxy.proxy.server import Mount, ProxyServer, serve_until_signalled
     from sentinel_ws_proxy.serving import run
 
     host, port = listen
@@ -211,7 +194,6 @@ def proxy(
         insecure_upstream=insecure_upstream,
         tls_cert=tls_cert,
         tls_key=tls_key,
-        web=web,
         host_header=host_header,
     )
     if web and no_record:
@@ -250,7 +232,7 @@ def proxy(
                 f"  warning: listening on {config.listen_host}, reachable from other machines",
                 err=True,
             )
-        if config.web:
+        if web:
             click.echo(f"  web app       {server.url}/_sentinel/ui/")
         click.echo(f"Point your frontend at {server.url} (Ctrl-C to stop)")
 
@@ -258,8 +240,16 @@ def proxy(
         click.echo(f"sentinel-ws: {line}", err=True)
 
     sinks = [] if quiet else [SessionLog(lambda line: click.echo(line), config.redactor())]
+    # The proxy's optional fronts are composed here, never by the proxy itself.
+    mounts: list[Mount] = []
+    if web:
+        from sentinel_ws_proxy.web.app import proxy_mount
+
+        mounts.append(proxy_mount(db))
     try:
-        server = run(serve_until_signalled(config, sinks=sinks, on_ready=announce, say=say))
+        server = run(
+            serve_until_signalled(config, sinks=sinks, mounts=mounts, on_ready=announce, say=say)
+        )
     except KeyboardInterrupt:
         return
     if server.recorder is not None:
@@ -267,6 +257,11 @@ def proxy(
         click.echo(f"Stopped. Recorded {stats.rows_written:,} rows to {config.db_path}")
         if stats.repaired:
             click.echo(f"  {stats.repaired:,} rows held undecodable text, stored as bytes")
+        if stats.redacted_in_messages:
+            click.echo(
+                f"  {stats.redacted_in_messages:,} credentials inside messages redacted "
+                "(--no-redact keeps them)"
+            )
         if stats.dropped:
             reasons = "; ".join(f"{n:,} because {why}" for why, n in stats.lost.items())
             click.echo(f"  LOST {stats.dropped:,} events: {reasons}", err=True)

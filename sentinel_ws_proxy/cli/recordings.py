@@ -19,25 +19,38 @@ from sentinel_ws_proxy.analysis.report import (
 from sentinel_ws_proxy.cli.app import (
     cli,
     console,
-    db_option,
     fail,
     make_window,
     open_recording,
-    output_options,
     print_json,
     print_rows,
     reads_whole_recording,
+)
+from sentinel_ws_proxy.cli.options import (
+    db_option,
+    file_option,
+    limit_option,
+    max_payload_option,
+    no_redact_option,
+    output_options,
+    run_option,
+    session_option,
     since_option,
     until_option,
     window_options,
     with_options,
 )
-from sentinel_ws_proxy.cli.params import Size
-from sentinel_ws_proxy.decoders import decode, for_session
-from sentinel_ws_proxy.errors import RecordingError
-from sentinel_ws_proxy.proxy.config import (
-    DEFAULT_DB,
+from sentinel_ws_proxy.cli.render import (
+    failures_headline,
+    failures_report,
+    http_failures_table,
+    result_table,
+    search_results,
+    sessions_table,
+    show_session,
 )
+from sentinel_ws_proxy.decoders import decode_all, for_session
+from sentinel_ws_proxy.errors import RecordingError
 from sentinel_ws_proxy.recording.har import export_har, import_har
 from sentinel_ws_proxy.recording.jsonrows import row_to_json
 from sentinel_ws_proxy.recording.redact import Redactor
@@ -48,19 +61,10 @@ from sentinel_ws_proxy.recording.transfer import (
     from_jsonl,
     to_jsonl,
 )
-from sentinel_ws_proxy.render import (
-    failures_headline,
-    failures_report,
-    http_failures_table,
-    result_table,
-    search_results,
-    sessions_table,
-    show_session,
-)
 
 
 @cli.command()
-@db_option
+@db_option()
 @click.option("--failed", is_flag=True, help="Only sessions whose verdict is a failure.")
 @click.option(
     "--close-code",
@@ -74,14 +78,8 @@ from sentinel_ws_proxy.render import (
 @click.option("--client", metavar="ADDR", help="Only sessions from this client address.")
 @since_option
 @until_option
-@click.option("--run", "run_id", type=int, metavar="ID", help="Only sessions of this proxy run.")
-@click.option(
-    "--limit",
-    default=100,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Show the most recent N matching sessions; 0 for all.",
-)
+@run_option("Only sessions of this proxy run.")
+@limit_option(100, 0, "Show the most recent N matching sessions; 0 for all.")
 @with_options(window_options)
 @output_options
 @reads_whole_recording
@@ -152,7 +150,7 @@ def _http_matches(request: dict, path_glob: str | None, client: str | None) -> b
 
 @cli.command()
 @click.argument("session_id", type=int)
-@db_option
+@db_option()
 @click.option(
     "--payloads",
     "--pretty",
@@ -200,7 +198,8 @@ def show(
         listed = {
             "session": present.session(row, verdict),
             "messages": [
-                present.message(m, decode(decoder, m.payload, m.direction)) for m in messages
+                present.message(m, said)
+                for m, said in zip(messages, decode_all(decoder, messages), strict=True)
             ],
             "frames": [row_to_json(f) for m in messages for f in m.frames],
         }
@@ -213,7 +212,7 @@ def show(
 
 
 @cli.command()
-@db_option
+@db_option()
 @since_option
 @until_option
 @with_options(window_options)
@@ -254,15 +253,9 @@ def failures(
 
 @cli.command()
 @click.argument("query")
-@db_option
-@click.option("--session", "session_id", type=int, metavar="ID", help="Only in this session.")
-@click.option(
-    "--limit",
-    default=50,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Show the newest N matches.",
-)
+@db_option()
+@session_option("Only in this session.")
+@limit_option(50, 1, "Show the newest N matches.")
 @output_options
 def search(query: str, db: Path, session_id: int | None, limit: int, fmt: str) -> None:
     """Find messages (and close reasons) by their text, newest first.
@@ -298,7 +291,7 @@ def search(query: str, db: Path, session_id: int | None, limit: int, fmt: str) -
 
 @cli.command()
 @click.argument("query")
-@db_option
+@db_option()
 @output_options
 def sql(query: str, db: Path, fmt: str) -> None:
     """Run one read-only SQL statement over a recording.
@@ -322,7 +315,7 @@ def sql(query: str, db: Path, fmt: str) -> None:
 
 @cli.command()
 @click.argument("session_ids", type=int, nargs=-1, metavar="[SESSION_ID]...")
-@db_option
+@db_option()
 @click.option(
     "--format",
     "fmt",
@@ -331,12 +324,7 @@ def sql(query: str, db: Path, fmt: str) -> None:
     show_default=True,
     help="har opens in Chrome DevTools (Network panel, Import HAR); jsonl is one row per line.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here, not stdout.",
-)
+@file_option("-o", "--output", help="Write here, not stdout.")
 def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None) -> None:
     """Export sessions (all of them when none is named) as HAR or JSONL.
 
@@ -368,23 +356,9 @@ def export(session_ids: tuple[int, ...], db: Path, fmt: str, output: Path | None
 
 @cli.command("import")
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--db",
-    default=DEFAULT_DB,
-    envvar="SENTINEL_WS_DB",
-    show_default=True,
-    show_envvar=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The recording to append to (created if missing).",
-)
-@click.option("--no-redact", is_flag=True, help="Keep Cookie, Authorization and token values.")
-@click.option(
-    "--max-payload",
-    default="64K",
-    show_default=True,
-    type=Size(),
-    help="Bytes of each message's payload kept (the full size is always kept).",
-)
+@db_option("The recording to append to (created if missing).")
+@no_redact_option
+@max_payload_option
 def import_(source: Path, db: Path, no_redact: bool, max_payload: int) -> None:
     """Import a HAR file (Chrome DevTools, Playwright, or our export) or our JSONL export.
 

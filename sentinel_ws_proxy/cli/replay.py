@@ -9,65 +9,38 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sentinel_ws_proxy.cli.app import (
-    cli,
-    console,
+from sentinel_ws_proxy.cli.app import cli, console, open_recording, print_json
+from sentinel_ws_proxy.cli.options import (
+    db_option,
     json_option,
-    open_recording,
+    listen_option,
+    mode_option,
     origin_options,
-    print_json,
+    run_option,
+    session_option,
+    speed_option,
     target_options,
+    timeout_option,
     with_options,
 )
-from sentinel_ws_proxy.cli.params import Duration, HostPort
-from sentinel_ws_proxy.proxy.config import (
-    DEFAULT_DB,
-    parse_upstream,
-)
+from sentinel_ws_proxy.cli.render import retest_report, test_report
 from sentinel_ws_proxy.proxy.upstream import Upstream
-from sentinel_ws_proxy.render import (
-    retest_report,
-    test_report,
-)
+from sentinel_ws_proxy.settings import DEFAULT_REPLAY_LISTEN, parse_upstream
 
 if TYPE_CHECKING:
     from sentinel_ws_proxy.replay.retest import RetestResult
 
 
 @cli.command()
-@click.option(
-    "--db",
-    default=DEFAULT_DB,
-    envvar="SENTINEL_WS_DB",
-    show_default=True,
-    show_envvar=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The recording to replay (opened read-only).",
-)
-@click.option(
-    "--session",
-    "session_ids",
-    type=int,
-    multiple=True,
-    metavar="ID",
-    help="Session to replay; repeatable, and '--session 3 4 5' works too.",
-)
+@db_option("The recording to replay (opened read-only).")
+@session_option("Session to replay; repeatable, and '--session 3 4 5' works too.", multiple=True)
 @click.argument("more_ids", type=int, nargs=-1, metavar="")
-@click.option("--run", "run_id", type=int, metavar="ID", help="Replay every session of a run.")
-@click.option("--listen", default="127.0.0.1:8003", show_default=True, type=HostPort())
-@click.option(
-    "--speed",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Divide the recorded gaps by this; 0 sends as fast as possible.",
-)
-@click.option(
-    "--mode",
-    type=click.Choice(["timed", "sync", "pure"]),
-    default="timed",
-    show_default=True,
-    help="timed keeps the recorded timing whatever the client sends (pure is its old name); "
+@run_option("Replay every session of a run.")
+@listen_option(DEFAULT_REPLAY_LISTEN)
+@speed_option("Divide the recorded gaps by this; 0 sends as fast as possible.")
+@mode_option(
+    ["timed", "sync", "pure"],
+    "timed keeps the recorded timing whatever the client sends (pure is its old name); "
     "sync waits for the client's frames and reports differences.",
 )
 @click.option("--loop", is_flag=True, help="Start again after the last session.")
@@ -168,33 +141,14 @@ def replay(
 @click.option(
     "--send", "send", multiple=True, metavar="TEXT", help="Send this text message (repeatable)."
 )
-@click.option(
-    "--timeout",
-    default=5.0,
-    show_default=True,
-    type=Duration(0.01),
-    help="Seconds to wait for the handshake, and to listen for messages.",
-)
+@timeout_option("Seconds to wait for the handshake, and to listen for messages.")
 @click.option("--verbose", "-v", is_flag=True, help="Show headers and every message in full.")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Re-send a recorded session's client frames instead (with --session).",
-)
-@click.option("--session", "session_id", type=int, metavar="ID", help="With --db: the session.")
-@click.option(
-    "--speed",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="With --db: divide the recorded gaps by this (0: no waiting).",
-)
-@click.option(
-    "--mode",
-    type=click.Choice(["timed", "sync"]),
-    default="timed",
-    show_default=True,
-    help="With --db: recorded timing, or send each frame once the recorded replies came.",
+@db_option("Re-send a recorded session's client frames instead (with --session).", default=None)
+@session_option("With --db: the session.")
+@speed_option("With --db: divide the recorded gaps by this (0: no waiting).")
+@mode_option(
+    ["timed", "sync"],
+    "With --db: recorded timing, or send each frame once the recorded replies came.",
 )
 @click.option(
     "--ignore-json-keys",

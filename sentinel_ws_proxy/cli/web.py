@@ -7,31 +7,15 @@ from pathlib import Path
 
 import click
 
-from sentinel_ws_proxy.cli.app import (
-    cli,
-    db_option,
-    make_window,
-    open_recording,
-    window_options,
-    with_options,
-)
-from sentinel_ws_proxy.cli.params import HostPort
-from sentinel_ws_proxy.proxy.config import (
-    format_hostport,
-    is_loopback_host,
-)
-
-DEFAULT_WEB_LISTEN = "127.0.0.1:8020"
+from sentinel_ws_proxy.cli.app import cli, make_window, open_recording
+from sentinel_ws_proxy.cli.options import db_option, listen_option, window_options, with_options
+from sentinel_ws_proxy.settings import DEFAULT_WEB_LISTEN, format_hostport, is_loopback_host
 
 
 @cli.command()
-@db_option
-@click.option(
-    "--listen",
-    default=DEFAULT_WEB_LISTEN,
-    show_default=True,
-    type=HostPort(),
-    help="Where to serve the app (loopback clients only, whatever the address).",
+@db_option()
+@listen_option(
+    DEFAULT_WEB_LISTEN, "Where to serve the app (loopback clients only, whatever the address)."
 )
 @with_options(window_options)
 def web(

@@ -17,21 +17,22 @@ from sentinel_ws_proxy.analysis.report import (
     failure_report,
     recorded_thresholds,
 )
-from sentinel_ws_proxy.demo.scenarios import DEMO_IDLE_THRESHOLD, SCENARIOS, Context
-from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
-from sentinel_ws_proxy.errors import RecordingError
-from sentinel_ws_proxy.proxy.config import ProxyConfig, parse_upstream
-from sentinel_ws_proxy.proxy.log import SessionLog
-from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
-from sentinel_ws_proxy.recording.crash import in_use
-from sentinel_ws_proxy.recording.reader import Recording
-from sentinel_ws_proxy.recording.schema import open_read_only, set_meta
-from sentinel_ws_proxy.render import (
+from sentinel_ws_proxy.cli.render import (
     category_text,
     failures_headline,
     failures_report,
     new_table,
 )
+from sentinel_ws_proxy.demo.scenarios import DEMO_IDLE_THRESHOLD, SCENARIOS, Context
+from sentinel_ws_proxy.demo.server import Behaviour, start_demo_server
+from sentinel_ws_proxy.errors import RecordingError
+from sentinel_ws_proxy.proxy.config import ProxyConfig
+from sentinel_ws_proxy.proxy.log import SessionLog
+from sentinel_ws_proxy.proxy.server import ProxyServer, serve_until_signalled
+from sentinel_ws_proxy.recording.crash import in_use
+from sentinel_ws_proxy.recording.reader import Recording
+from sentinel_ws_proxy.recording.schema import open_read_only, set_meta
+from sentinel_ws_proxy.settings import parse_upstream
 
 
 @dataclass

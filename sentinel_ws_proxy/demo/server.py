@@ -21,8 +21,8 @@ from aiohttp import WSMsgType, web
 
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.demo import pages
-from sentinel_ws_proxy.proxy.config import is_loopback_host
 from sentinel_ws_proxy.serving import serve_app
+from sentinel_ws_proxy.settings import is_loopback_host
 
 WS_PATH = "/ws/mission-updates"
 MISBEHAVIOURS = ("normal", "reject", "drop", "close_1011", "stale")

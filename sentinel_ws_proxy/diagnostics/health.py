@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import websockets
 
-from sentinel_ws_proxy.analysis.recovery import summary
+from sentinel_ws_proxy.analysis.recovery import incidents, summary
 from sentinel_ws_proxy.diagnostics.test_client import (
     SAID,
     USER_AGENT,
@@ -32,7 +32,7 @@ from sentinel_ws_proxy.diagnostics.test_client import (
     refusal,
 )
 from sentinel_ws_proxy.errors import UserError
-from sentinel_ws_proxy.proxy.config import format_hostport
+from sentinel_ws_proxy.settings import format_hostport
 
 STATUS_PATH = "/api/system/status"
 DIAGNOSTICS_PATH = "/api/system/diagnostics/websockets"
@@ -490,7 +490,17 @@ async def _try_restart(target: Target, http: aiohttp.ClientSession, ws: WsOutcom
 
 # name: (warning above, critical above or None, what it measures)
 THRESHOLDS: dict[str, tuple[float, float | None, str]] = {
-    "handshake_failures": (0.05, 0.25, "share of upgrade requests not answered with 101"),
+    "handshake_failures": (
+        0.05,
+        0.25,
+        "share of upgrade requests not answered with 101, a client's refused retries during "
+        "a disruption left out (its recovery measures them)",
+    ),
+    "unrecovered_incidents": (
+        0.0,
+        0.0,
+        "server-side incidents (outages, restarts) after which not every client came back",
+    ),
     "abnormal_closes": (
         0.05,
         0.25,
@@ -550,13 +560,18 @@ def recording_health(
     accepted = [(s, v) for s, v in pairs if s.accepted]
     ended = [(s, v) for s, v in accepted if s.ended_at is not None]
     recovery = summary(classified.disruptions)
+    retries = {i for d in classified.disruptions for i, _ in d.retries}
+    outages = incidents(classified.disruptions)
 
     def share(count: int, of: int) -> float | None:
         return count / of if of else None
 
     metrics = {
         "sessions": total,
-        "handshake_failures": share(sum(not s.accepted for s, _ in pairs), total),
+        "handshake_failures": share(
+            sum(not s.accepted and s.id not in retries for s, _ in pairs), total - len(retries)
+        ),
+        "unrecovered_incidents": float(sum(not i.recovered for i in outages)),
         "abnormal_closes": share(
             sum(v.failure and s.close_code in ABNORMAL_CODES for s, v in ended), len(ended)
         ),
@@ -576,7 +591,13 @@ def recording_health(
         shown = (
             "n/a"
             if value is None
-            else (f"{value:.1f} s" if name == "recovery_p95" else f"{value:.1%}")
+            else (
+                f"{value:.1f} s"
+                if name == "recovery_p95"
+                else f"{value:g}"
+                if name == "unrecovered_incidents"
+                else f"{value:.1%}"
+            )
         )
         bounds = f"warn > {warn:g}" + (f", critical > {crit:g}" if crit is not None else "")
         report.checks.append(Check(name, level, f"{shown} ({meaning}; {bounds})"))

@@ -32,6 +32,7 @@ from websockets.asyncio.client import ClientConnection
 
 from sentinel_ws_proxy.analysis.classify import classify_all
 from sentinel_ws_proxy.analysis.report import Window, classify_recording
+from sentinel_ws_proxy.cli.render import CATEGORY_STYLE
 from sentinel_ws_proxy.diagnostics.health import (
     DIAGNOSTICS_PATH,
     MISSIONS_PATH,
@@ -43,7 +44,6 @@ from sentinel_ws_proxy.diagnostics.test_client import USER_AGENT, describe_failu
 from sentinel_ws_proxy.protocol import close_code_name
 from sentinel_ws_proxy.recording.reader import Recording
 from sentinel_ws_proxy.recording.schema import SessionRow
-from sentinel_ws_proxy.render import CATEGORY_STYLE
 from sentinel_ws_proxy.timefmt import clock, seconds, size
 
 RECENT = 12

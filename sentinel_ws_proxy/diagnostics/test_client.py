@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection
 
 from sentinel_ws_proxy import __version__
 from sentinel_ws_proxy.errors import UserError
-from sentinel_ws_proxy.proxy.config import format_hostport
+from sentinel_ws_proxy.settings import format_hostport
 
 USER_AGENT = f"sentinel-ws-test/{__version__}"
 SAID = "; the server said: "

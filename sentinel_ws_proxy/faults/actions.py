@@ -16,6 +16,9 @@ from typing import Any, ClassVar, Protocol
 
 from websockets.frames import EXTERNAL_CLOSE_CODES
 
+# The fault vocabulary readers share: one name per effect (and the names of old recordings).
+from sentinel_ws_proxy.protocol import DELAY, DROP, STALL
+
 # Close codes an endpoint may put in a close frame (1005, 1006, 1015 may not).
 SENDABLE = EXTERNAL_CLOSE_CODES
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -41,6 +44,10 @@ class Decision:
     drop: bool = False
     release_at: float = 0.0  # epoch seconds before which the frame may not leave
     detail: str = ""
+
+    @property
+    def effect(self) -> str:
+        return DROP if self.drop else DELAY
 
 
 # -- reading values -------------------------------------------------------------------
@@ -212,7 +219,7 @@ class Abort(Action):
 
 @dataclass(frozen=True)
 class Stall(Action):
-    name = "stall"
+    name = STALL
     kind = "connection"
     summary = (
         "nothing more in that direction while TCP stays open: a stale connection, the "
@@ -245,8 +252,8 @@ class Stall(Action):
 
 
 @dataclass(frozen=True)
-class Latency(Action):
-    name = "latency"
+class Delay(Action):
+    name = DELAY
     kind = "message"
     summary = "each frame in that direction delayed (later frames wait behind it)"
     ms: float = setting(0.0, milliseconds, "delay in milliseconds", "200")
@@ -265,7 +272,7 @@ class Latency(Action):
 
 @dataclass(frozen=True)
 class Drop(Action):
-    name = "drop"
+    name = DROP
     kind = "message"
     summary = "matching messages (by substring of the payload) never arrive"
     dir: str = setting("both", direction, "which direction")
@@ -328,8 +335,10 @@ def _choice(value: str, allowed: tuple[str, ...]) -> str:
 
 
 ACTIONS: dict[str, type[Action]] = {
-    action.name: action for action in (Close, Abort, Stall, Latency, Drop, Bandwidth, Reject)
+    action.name: action for action in (Close, Abort, Stall, Delay, Drop, Bandwidth, Reject)
 }
+# Former names a spec may still use: `latency ms=200` is `delay ms=200`.
+ALIASES: dict[str, str] = {"latency": DELAY}
 
 
 def actions_markdown() -> str:

@@ -9,7 +9,7 @@ Timing, per connection: a connection fault (close, abort, stall) fires
 `after` seconds after the connection opened (or once `after_messages`
 messages went through), then again every `every` seconds while the
 connection lives. `probability` is drawn once per connection for those, per
-message for drop and latency. `count` caps the firings in total, `duration`
+message for drop, delay and bandwidth. `count` caps the firings in total, `duration`
 removes the fault after that long.
 """
 
@@ -89,7 +89,7 @@ class FaultEngine:
         self._emit = emit
         self._ids = itertools.count(first_id)
         self.faults: dict[int, Fault] = {}
-        self.message_faults: list[Fault] = []  # latency, drop, bandwidth: checked per frame
+        self.message_faults: list[Fault] = []  # delay, drop, bandwidth: checked per frame
         self._relays: dict[int, Connection] = {}
         self._attached: dict[int, Attachment] = {}
 
@@ -267,10 +267,9 @@ class FaultEngine:
             )
             if found is None:
                 continue
+            self.fire(fault, relay.session_id, found.effect, found.detail)
             if found.drop:
-                self.fire(fault, relay.session_id, "drop", found.detail)
                 return found, fault.id
-            self.fire(fault, relay.session_id, "delay", found.detail)
             if found.release_at > held:
                 held, held_by = found.release_at, fault.id
         return None if held_by is None else (Decision(release_at=held), held_by)

@@ -2,7 +2,8 @@
 
     ACTION [key=value ...]
 
-ACTION and its own settings come from faults/actions.py; every fault also takes a
+ACTION and its own settings come from faults/actions.py (a former name, such as
+`latency` for `delay`, still parses: see ALIASES); every fault also takes a
 scope (path=GLOB client=ADDR) and triggers (after=10s every=30s after_messages=N
 probability=P count=N duration=60s seed=N). Values with spaces are quoted:
 reason='server restart'.
@@ -18,6 +19,7 @@ from typing import Any
 from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.faults.actions import (
     ACTIONS,
+    ALIASES,
     Action,
     duration,
     integer,
@@ -104,7 +106,7 @@ def parse_spec(spec: str) -> FaultSpec:
     if not words:
         raise FaultSpecError("empty fault spec: expected one of " + ", ".join(ACTIONS))
     name, settings = words[0].lower(), words[1:]
-    action = ACTIONS.get(name)
+    action = ACTIONS.get(ALIASES.get(name, name))
     if action is None:
         raise FaultSpecError(
             f"fault {spec!r}: unknown action {name!r} (one of {', '.join(ACTIONS)})"

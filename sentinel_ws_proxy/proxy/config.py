@@ -10,21 +10,32 @@ from pathlib import Path
 
 from yarl import URL
 
-from sentinel_ws_proxy.errors import UserError
 from sentinel_ws_proxy.faults.spec import FaultSpec
 from sentinel_ws_proxy.recording.redact import Redactor
+from sentinel_ws_proxy.settings import (
+    DEFAULT_DB,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_UPSTREAM,
+    DEMO_DB,
+    ConfigError,
+    format_hostport,
+    is_loopback_host,
+    parse_listen,
+    parse_size,
+    parse_upstream,
+)
 
-DEFAULT_LISTEN = "127.0.0.1:8002"
-DEFAULT_UPSTREAM = "http://localhost:8001"
-DEFAULT_DB = "recordings/sentinel.db"
-DEMO_DB = "recordings/demo.db"
-DEFAULT_MAX_PAYLOAD = 64 * 1024
 # --host-header: which Host the upstream gets (see ProxyConfig.keep_host).
 HOST_HEADER_MODES = ("auto", "keep", "upstream")
 
-
-class ConfigError(UserError, ValueError):
-    """Bad input from the user; the message is shown as it is."""
+# The defaults and parsers live in settings.py; these names stay importable from here
+# for code written against this module (new code imports them from settings).
+__all__ = [
+    "DEFAULT_DB", "DEFAULT_LISTEN", "DEFAULT_MAX_PAYLOAD", "DEFAULT_UPSTREAM", "DEMO_DB",
+    "HOST_HEADER_MODES", "ConfigError", "ProxyConfig", "format_hostport", "host_header_rule",
+    "is_loopback_host", "local_upstream", "parse_listen", "parse_size", "parse_upstream",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,8 +78,6 @@ class ProxyConfig:
     # Serve the proxy itself over TLS (https/wss), for frontends served over https.
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    # Serve the web app over the recording under /_sentinel/ui/ (proxy --web).
-    web: bool = False
     # The Host the upstream gets: the client's ("keep"), the upstream's own ("upstream"),
     # or "auto": the client's for an upstream on this machine, else the upstream's.
     host_header: str = "auto"
@@ -132,19 +141,6 @@ class ProxyConfig:
         return f"{said} ({why})"
 
 
-def format_hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def local_upstream(host: str) -> str | None:
     """Why an upstream host is this machine ("loopback upstream"), or None when it is not."""
     name = host.lower().rstrip(".")
@@ -168,64 +164,3 @@ def host_header_rule(mode: str, upstream_host: str) -> tuple[bool, str]:
         return False, "--host-header upstream"
     local = local_upstream(upstream_host)
     return (True, local) if local is not None else (False, "remote upstream")
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """Parse HOST:PORT, [IPV6]:PORT or a bare PORT (loopback then)."""
-    text = value.strip()
-    if text.isdigit():
-        return "127.0.0.1", _port(text, value)
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep or not host:
-            raise ConfigError(f"--listen {value!r}: expected [IPV6]:PORT, e.g. [::1]:8002")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or not host or ":" in host:
-            raise ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8002")
-    return host, _port(port, value)
-
-
-def _port(text: str, value: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise ConfigError(f"--listen {value!r}: the port must be a number from 0 to 65535")
-    return int(text)
-
-
-def parse_upstream(value: str, option: str = "--upstream") -> URL:
-    """The upstream's origin: scheme http/https (ws/wss accepted), host, optional port."""
-    try:
-        url = URL(value.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{option} {value!r}: not a URL ({exc})") from None
-    scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
-    if scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"{option} {value!r}: expected http://HOST[:PORT] or https://HOST[:PORT]")
-    if url.path not in ("", "/") or url.query_string or url.fragment:
-        raise ConfigError(
-            f"{option} {value!r}: give only the origin (scheme, host, port); "
-            "request paths are forwarded as the client sent them"
-        )
-    try:
-        port = url.port
-    except ValueError:
-        raise ConfigError(f"{option} {value!r}: invalid port") from None
-    return URL.build(scheme=scheme, host=url.host, port=port)
-
-
-def parse_size(value: str, option: str) -> int:
-    """Bytes, with an optional K/M/G (or KiB/MiB/GiB) suffix, powers of 1024."""
-    text = value.strip().lower().removesuffix("ib").removesuffix("b")
-    scale = 1
-    if text and text[-1] in "kmg":
-        scale = 1024 ** ("kmg".index(text[-1]) + 1)
-        text = text[:-1]
-    try:
-        number = float(text)
-    except ValueError:
-        raise ConfigError(
-            f"{option} {value!r}: expected a size such as 65536, 64K or 16M"
-        ) from None
-    if number < 0:
-        raise ConfigError(f"{option} {value!r}: must not be negative")
-    return int(number * scale)

@@ -7,7 +7,7 @@ RSV bits, reserved opcodes, close codes and compressed payloads reach the
 other endpoint exactly as they were sent, so its own behaviour on bad input is
 what the developer sees.
 
-Only when a direction needs to act on whole frames (a drop, latency or stall
+Only when a direction needs to act on whole frames (a drop, delay or stall
 fault, a ``--max-message`` limit, a close frame of the proxy's own going in
 between frames) does it parse first and forward frame by frame; it returns
 to plain forwarding at the next frame boundary once nothing needs it.
@@ -15,6 +15,11 @@ to plain forwarding at the next frame boundary once nothing needs it.
 Memory per connection does not grow with message size: reading from a side
 pauses while the other side's write buffer is full (``pause_writing``), while
 a held-back direction's queue is long, and while the recorder is behind.
+
+This module is the I/O: what happens to a frame is decided by each direction's
+FramePolicy (proxy/policy.py), how the session ends by its Closing
+(proxy/closing.py); both are sans-I/O, as websockets keeps its protocol apart
+from its asyncio layer. The relay feeds them what it sees and does what they say.
 """
 
 from __future__ import annotations
@@ -24,31 +29,50 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sentinel_ws_proxy.events import ClosedBy, Direction, Event, Frame, SessionClosed
-from sentinel_ws_proxy.protocol import ABNORMAL, GOING_AWAY, close_payload, payload_bytes
+from sentinel_ws_proxy.events import Direction, Event, Frame, SessionClosed
+from sentinel_ws_proxy.protocol import GOING_AWAY, MESSAGE_TOO_BIG, close_payload
+from sentinel_ws_proxy.proxy.closing import (
+    CLIENT,
+    CLOSE_NOW,
+    SERVER,
+    WAIT,
+    Abort,
+    Action,
+    Close,
+    Closing,
+    End,
+    Finish,
+    PassEof,
+    SendClose,
+    Side,
+    StartTimer,
+    other,
+)
 from sentinel_ws_proxy.proxy.frames import CLOSE, Deflate, FrameHeader, FrameParser, encode_frame
+from sentinel_ws_proxy.proxy.policy import (
+    DISCARD,
+    DISCARDED,
+    FORWARD,
+    HOLD,
+    TOO_BIG,
+    FramePolicy,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from sentinel_ws_proxy.faults.engine import FaultEngine
 
-Side = Literal["client", "server"]
-CLIENT: Side = "client"
-SERVER: Side = "server"
-
 # Why a side is not being read (a bit each).
 SINK_FULL, RECORDER, QUEUE = 1, 2, 4
 QUEUE_HIGH = 256 * 1024  # bytes a held-back direction may queue before its source pauses
-HOLD_LIMIT = 1024 * 1024  # a drop fault with match= looks at frames up to this size
-
-FORWARD, DISCARD, HOLD = 0, 1, 2
 
 
 class Leg(asyncio.Protocol):
     """One TCP (or TLS) connection: the client's or the upstream's."""
 
-    __slots__ = ("eof", "feed", "holds", "lost", "relay", "side", "transport")
+    __slots__ = ("feed", "holds", "lost", "relay", "side", "transport")
 
     def __init__(self, relay: Relay, side: Side, transport: asyncio.Transport):
         self.relay = relay
@@ -57,7 +81,6 @@ class Leg(asyncio.Protocol):
         self.feed: Callable[[bytes], None] = lambda data: None
         self.holds = 0
         self.lost = False
-        self.eof = False
 
     def data_received(self, data: bytes) -> None:
         self.feed(data)
@@ -92,7 +115,6 @@ class Pipe:
     __slots__ = (
         "closed_to_sink",
         "direction",
-        "dropping",
         "eof_pending",
         "fast",
         "fault",
@@ -101,12 +123,12 @@ class Pipe:
         "injections",
         "kind",
         "message_faults",
-        "message_size",
         "own_bytes",
         "own_frames",
         "parser",
         "pending",
         "pending_at",
+        "policy",
         "queue",
         "queued",
         "relay",
@@ -118,11 +140,14 @@ class Pipe:
         "timer",
     )
 
-    def __init__(self, relay: Relay, source: Leg, sink: Leg, parser: FrameParser):
+    def __init__(
+        self, relay: Relay, source: Leg, sink: Leg, parser: FrameParser, policy: FramePolicy
+    ):
         self.relay = relay
         self.source = source
         self.sink = sink
         self.parser = parser
+        self.policy = policy
         self.direction: Direction = parser.direction
         self.sink_open = True  # the sink's connection is up
         self.closed_to_sink = False  # the proxy sent the sink a close of its own
@@ -135,10 +160,8 @@ class Pipe:
         self.header: FrameHeader | None = None
         self.kind = FORWARD
         self.release_at = 0.0
-        self.fault: tuple[int, str] | None = None
-        self.dropping: tuple[int, str] | None = None  # a dropped message's later fragments
+        self.fault: tuple[int, str] | None = None  # (fault id, effect) acting on this frame
         self.held = bytearray()
-        self.message_size = 0  # bytes of the current message's frames so far (--max-message)
         self.queue: deque[tuple[float, bytes]] | None = None  # made when first needed
         self.queued = 0
         self.timer: asyncio.TimerHandle | None = None
@@ -217,6 +240,16 @@ class Pipe:
         elif self.kind == HOLD:
             self.held += chunk
 
+    def _decide(self, h: FrameHeader, frame: Frame | None = None) -> Verdict:
+        """The policy's verdict on a frame, or a discard once the proxy closed the sink."""
+        if self.closed_to_sink:
+            return DISCARDED
+        verdict = self.policy.decide(h, frame, self.release_at, time.time())
+        if verdict[0] == TOO_BIG:
+            self.relay.too_big(self)
+            return DISCARDED
+        return verdict
+
     def _on_header(self, offset: int, h: FrameHeader) -> None:
         self._dispatch(offset)
         self.header = h
@@ -224,13 +257,13 @@ class Pipe:
             # Part of this frame went out on the fast path: it goes out whole.
             self.kind, self.fault, self.release_at = FORWARD, None, 0.0
             return
-        self.kind, self.fault, self.release_at = self.relay.decide(self, h)
+        self.kind, self.fault, self.release_at = self._decide(h)
 
     def _on_frame(self, frame: Frame) -> None:
         h = self.header
         if h is not None:
             if self.kind == HOLD:
-                self.kind, self.fault, self.release_at = self.relay.decide(self, h, frame)
+                self.kind, self.fault, self.release_at = self._decide(h, frame)
                 held = bytes(self.held)
                 self.held.clear()
                 if self.kind == FORWARD:
@@ -238,16 +271,13 @@ class Pipe:
             self._dispatch(h.end)
         self.header = None
         if self.kind == DISCARD or self.fault is not None or not self.sink_open:
-            fault_id, action = self.fault or (None, None)
+            fault_id, effect = self.fault or (None, None)
             frame = frame._replace(
                 forwarded=0 if self.kind == DISCARD or not self.sink_open else 1,
                 fault_id=fault_id,
-                fault_action=action,
+                fault_action=effect,
             )
-        if frame.opcode == "continuation":
-            self.message_size += frame.size
-        elif frame.opcode in ("text", "binary"):
-            self.message_size = frame.size
+        self.policy.seen(frame)
         self.relay.emit(frame)
         if frame.opcode == "close":
             self.relay.on_close_frame(self, frame)
@@ -297,6 +327,13 @@ class Pipe:
     def flushed(self) -> bool:
         return not self.queue
 
+    def end_sink(self) -> None:
+        """End the sink's connection once everything queued for it is out."""
+        if self.flushed():
+            self.sink.transport.close()
+        else:
+            self.eof_pending = True
+
     # -- frames of the proxy's own ---------------------------------------------------
 
     def inject_close(self, code: int, reason: str) -> None:
@@ -320,28 +357,28 @@ class Pipe:
             self.own_bytes += size
             self.relay.emit(
                 Frame(
-                    self.parser.session_id,
-                    time.time(),
-                    self.direction,
-                    "proxy",
-                    self.parser.messages,
-                    "close",
-                    1,
-                    0,
-                    1 if mask else 0,
-                    0,
-                    size,
-                    size,
-                    payload,
-                    0,
-                    1 if self.sink_open else 0,
-                    code,
-                    reason,
+                    session_id=self.parser.session_id,
+                    ts=time.time(),
+                    direction=self.direction,
+                    source="proxy",
+                    message=self.parser.messages,
+                    opcode="close",
+                    fin=1,
+                    rsv=0,
+                    masked=1 if mask else 0,
+                    compressed=0,
+                    size=size,
+                    wire_size=size,
+                    payload=payload,
+                    truncated=0,
+                    forwarded=1 if self.sink_open else 0,
+                    close_code=code,
+                    close_reason=reason,
                 )
             )
         self.injections.clear()
         self.closed_to_sink = True
-        self.relay.sent_close.add(self.sink.side)
+        self.relay.closing.close_sent(self.sink.side)
 
 
 class Relay:
@@ -354,22 +391,16 @@ class Relay:
         "c2s",
         "client_addr",
         "close_timeout",
+        "closing",
         "done",
         "emit",
-        "fault_id",
         "faults",
-        "finished",
-        "got_close",
         "legs",
         "max_message",
         "opened_at",
-        "outcome",
         "path",
-        "proxy_closing",
         "s2c",
-        "sent_close",
         "session_id",
-        "stalled",
         "watch_messages",
     )
 
@@ -401,13 +432,7 @@ class Relay:
         self.close_timeout = close_timeout
         self._on_finished = on_finished
         self.watch_messages = False  # a fault waits for a number of messages
-        self.stalled: dict[str, int] = {}  # direction -> the fault holding it back
-        self.fault_id: int | None = None  # the fault that ended the session
-        self.got_close: set[Side] = set()
-        self.sent_close: set[Side] = set()
-        self.outcome: tuple[int | None, str | None, ClosedBy] | None = None
-        self.proxy_closing = False
-        self.finished = False
+        self.closing = Closing()
         self.done: asyncio.Future[SessionClosed] = asyncio.get_running_loop().create_future()
         self._timer: asyncio.TimerHandle | None = None
         self.legs = {CLIENT: Leg(self, CLIENT, client), SERVER: Leg(self, SERVER, server)}
@@ -431,14 +456,18 @@ class Relay:
         parser = FrameParser(
             self.session_id, direction, who, self.emit, max_payload=max_payload, deflate=deflate
         )
-        return Pipe(self, self.legs[source], self.legs[sink], parser)
+        policy = FramePolicy(
+            direction, max_message=self.max_message, faults=self.faults, connection=self
+        )
+        return Pipe(self, self.legs[source], self.legs[sink], parser, policy)
 
     def towards(self, leg: Leg) -> Pipe:
         """The pipe whose sink is this leg."""
         return self.s2c if leg.side == CLIENT else self.c2s
 
-    def away_from(self, leg: Leg) -> Pipe:
-        return self.c2s if leg.side == CLIENT else self.s2c
+    def into(self, side: Side) -> Pipe:
+        """The pipe whose sink is that side."""
+        return self.s2c if side == CLIENT else self.c2s
 
     # -- what faults and the admin API read and do -----------------------------------
 
@@ -457,159 +486,54 @@ class Relay:
 
     def inject_close(self, code: int, reason: str, fault_id: int | None) -> None:
         """As a server crash looks to a browser: the client gets `code`, the upstream 1001."""
-        if self.outcome is None:
-            self.fault_id = fault_id
-        self.stalled.clear()
-        self.close_from_proxy(code, reason, upstream_code=GOING_AWAY)
+        for pipe in (self.c2s, self.s2c):
+            pipe.policy.unstall()
+        closes = ((CLIENT, code, reason), (SERVER, GOING_AWAY, "sentinel-ws fault"))
+        self._do(self.closing.proxy_close(code, reason, closes, fault_id))
 
     def inject_abort(self, fault_id: int | None) -> None:
         """Both TCP connections cut with no close frame: each side sees 1006."""
-        if self.finished:
-            return
-        if self.outcome is None:
-            self.fault_id = fault_id
-            self.outcome = (ABNORMAL, "", "proxy")
-        for leg in self.legs.values():
-            leg.transport.abort()
+        self._do(self.closing.abort(fault_id))
 
     def stall(self, direction: str, fault_id: int) -> None:
         """Stop forwarding in a direction, TCP left open: a stale connection."""
         for pipe in (self.c2s, self.s2c):
             if direction in ("both", pipe.direction):
-                self.stalled[pipe.direction] = fault_id
+                pipe.policy.stall(fault_id)
                 pipe.special = True
 
     def close_from_proxy(
         self, code: int = GOING_AWAY, reason: str = "", *, upstream_code: int | None = None
     ) -> asyncio.Future[SessionClosed]:
         """Close both legs with close frames of the proxy's own (shutdown, faults, limits)."""
-        if self.outcome is None:
-            self.outcome = (code, reason, "proxy")
-            self._start_timer()
-        self.proxy_closing = True
-        self.s2c.inject_close(code, reason)
-        if upstream_code is None:
-            self.c2s.inject_close(code, reason)
-        else:
-            self.c2s.inject_close(upstream_code, "sentinel-ws fault")
-        self._close_when_answered()
+        upstream = (code, reason) if upstream_code is None else (upstream_code, "sentinel-ws fault")
+        closes = ((CLIENT, code, reason), (SERVER, *upstream))
+        self._do(self.closing.proxy_close(code, reason, closes))
         return self.done
 
-    # -- decisions for frame-by-frame forwarding ----------------------------------------
-
-    def decide(
-        self, pipe: Pipe, h: FrameHeader, frame: Frame | None = None
-    ) -> tuple[int, tuple[int, str] | None, float]:
-        """(FORWARD/DISCARD/HOLD, fault that acted, release time) for a frame."""
-        now = time.time()
-        if pipe.closed_to_sink:
-            return DISCARD, None, 0.0
-        opcode = h.opcode
-        release = max(pipe.release_at, now)
-        if opcode in (0, 1, 2) and self.max_message:
-            # The size the application would get: inflated, for a compressed message.
-            before = pipe.message_size if opcode == 0 else 0
-            if frame is not None:
-                size = before + frame.size if h.compressed else 0
-            elif h.compressed and h.length <= HOLD_LIMIT:
-                return HOLD, None, release  # judged once inflated
-            else:
-                size = before + h.length
-            if size > self.max_message:
-                self._too_big(pipe)
-                return DISCARD, None, 0.0
-        stalled_by = self.stalled.get(pipe.direction)
-        if stalled_by is not None and opcode != CLOSE:
-            return DISCARD, (stalled_by, "stalled"), 0.0
-        if opcode in (1, 2):
-            pipe.dropping = None
-        elif opcode == 0 and pipe.dropping is not None:
-            return DISCARD, pipe.dropping, 0.0
-        if not pipe.message_faults or opcode == CLOSE or self.faults is None:
-            return FORWARD, None, release
-        if frame is None and h.length <= HOLD_LIMIT and self.faults.matches_payload(pipe.direction):
-            return HOLD, None, release
-        payload = h.prefix if frame is None else payload_bytes(frame.payload)
-        found = self.faults.on_frame(self, pipe.direction, payload, h.length)
-        if found is None:
-            return FORWARD, None, release
-        decision, fault_id = found
-        if decision.drop:
-            if opcode in (1, 2) and not h.fin:
-                pipe.dropping = (fault_id, "dropped")
-            return DISCARD, (fault_id, "dropped"), 0.0
-        return FORWARD, (fault_id, "delayed"), max(pipe.release_at, decision.release_at)
-
-    def _too_big(self, pipe: Pipe) -> None:
+    def too_big(self, pipe: Pipe) -> None:
         """--max-message: the sender gets 1009 from the proxy, the other side 1001."""
         sender = SERVER if pipe.direction == "s2c" else CLIENT
-        if self.outcome is None:
-            self.outcome = (1009, "", "proxy")
-            self._start_timer()
-        self.proxy_closing = True
         note = f"sentinel-ws: {sender} sent a message over --max-message {self.max_message}"
-        back = self.s2c if sender == CLIENT else self.c2s
-        back.inject_close(1009, "")
-        pipe.inject_close(GOING_AWAY, note[:123])
-        self._close_when_answered()
+        closes = ((sender, MESSAGE_TOO_BIG, ""), (other(sender), GOING_AWAY, note[:123]))
+        self._do(self.closing.proxy_close(MESSAGE_TOO_BIG, "", closes))
 
     def on_frame_seen(self) -> None:
         if self.watch_messages and self.faults is not None:
             self.faults.on_message(self)
 
-    # -- how it ends -----------------------------------------------------------------
+    # -- how it ends: what the wire says goes to self.closing, what it answers is done ------
 
     def on_close_frame(self, pipe: Pipe, frame: Frame) -> None:
         side = pipe.source.side
-        self.got_close.add(side)
-        if frame.forwarded:
-            self.sent_close.add(pipe.sink.side)
-        if self.outcome is None:
-            code = frame.close_code
-            self.outcome = (code, frame.close_reason, side)
-            self._start_timer()
-        self._close_when_answered()
-
-    def _close_when_answered(self) -> None:
-        # Closes of the proxy's own were answered by both sides: as the client's
-        # server, the proxy ends the TCP connections itself.
-        if self.proxy_closing and self.got_close == {CLIENT, SERVER}:
-            for pipe in (self.s2c, self.c2s):
-                if pipe.flushed():
-                    pipe.sink.transport.close()
-                else:
-                    pipe.eof_pending = True
-
-    def pass_eof(self, pipe: Pipe) -> None:
-        """A source's end reaches its sink once everything queued for the sink is out."""
-        pipe.eof_pending = False
-        sink = pipe.sink
-        if sink.lost or not pipe.sink_open:
-            return
-        if self.proxy_closing and sink.side not in self.got_close:
-            # The proxy's close to that side awaits its answer; closing now would make the
-            # kernel reset a connection whose peer is still sending, losing our close frame.
-            return
-        pipe.sink_open = False  # nothing more goes this way
-        pipe.parser.forwarded = 0
-        if self.proxy_closing or not sink.transport.can_write_eof() or pipe.source.lost:
-            sink.transport.close()
-        else:
-            sink.transport.write_eof()
+        actions = self.closing.close_frame(
+            side, frame.close_code, frame.close_reason, bool(frame.forwarded)
+        )
+        if actions:
+            self._do(actions)
 
     def on_eof(self, leg: Leg) -> bool:
-        leg.eof = True
-        if self.outcome is None:  # its TCP ended before any close frame
-            self.outcome = (ABNORMAL, "", leg.side)
-            self._start_timer()
-        pipe = self.away_from(leg)
-        if pipe.flushed():
-            self.pass_eof(pipe)
-        else:
-            pipe.eof_pending = True
-        if all(lg.eof or lg.lost for lg in self.legs.values()):
-            for lg in self.legs.values():
-                lg.transport.close()
+        self._do(self.closing.eof(leg.side))
         return True  # keep writing to it until the other side has finished too
 
     def on_lost(self, leg: Leg) -> None:
@@ -617,58 +541,93 @@ class Relay:
         into = self.towards(leg)
         into.sink_open = False
         into.parser.forwarded = 0
-        if self.outcome is None:
-            self.outcome = (ABNORMAL, "", leg.side)
-        other = self.legs[SERVER if leg.side == CLIENT else CLIENT]
-        if other.lost:
-            self._finish()
-            return
-        out = self.away_from(leg)
-        if out.flushed():
-            other.transport.close()
-        else:
-            out.eof_pending = True
-        self._start_timer()
+        self._do(self.closing.connection_lost(leg.side))
 
-    def _start_timer(self) -> None:
-        if self._timer is None and not self.finished:
-            self._timer = asyncio.get_running_loop().call_later(self.close_timeout, self._give_up)
+    def pass_eof(self, pipe: Pipe) -> None:
+        """A source's end reaches its sink once everything queued for the sink is out."""
+        pipe.eof_pending = False
+        sink = pipe.sink
+        if sink.lost or not pipe.sink_open:
+            return
+        how = self.closing.eof_to(sink.side, sink.transport.can_write_eof())
+        if how == WAIT:
+            return
+        pipe.sink_open = False  # nothing more goes this way
+        pipe.parser.forwarded = 0
+        if how == CLOSE_NOW:
+            sink.transport.close()
+        else:
+            sink.transport.write_eof()
+
+    def _do(self, actions: list[Action]) -> None:
+        for action in actions:
+            DO[type(action)](self, action)
+
+    def _send_close(self, action: SendClose) -> None:
+        self.into(action.side).inject_close(action.code, action.reason)
+
+    def _end(self, action: End) -> None:
+        self.into(action.side).end_sink()
+
+    def _pass_eof(self, action: PassEof) -> None:
+        pipe = self.into(action.side)
+        if pipe.flushed():
+            self.pass_eof(pipe)
+        else:
+            pipe.eof_pending = True
+
+    def _close(self, action: Close) -> None:
+        self.legs[action.side].transport.close()
+
+    def _abort(self, action: Abort) -> None:
+        self.legs[action.side].transport.abort()
+
+    def _start_timer(self, action: StartTimer) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.close_timeout, self._give_up)
 
     def _give_up(self) -> None:
-        # A side that does not finish closing in time: drop both.
         self._timer = None
-        for leg in self.legs.values():
-            if not leg.lost:
-                leg.transport.abort()
+        self._do(self.closing.timer_fired())
 
-    def _finish(self) -> None:
-        if self.finished:
+    def _finish(self, action: Finish | None = None) -> None:
+        if self.closing.finished:
             return
-        self.finished = True
+        outcome = self.closing.finish()
         if self._timer is not None:
             self._timer.cancel()
         for pipe in (self.c2s, self.s2c):
             if pipe.timer is not None:
                 pipe.timer.cancel()
             pipe.queue = None
-        code, reason, closed_by = self.outcome or (ABNORMAL, "", "proxy")
-        clean = self.got_close == {CLIENT, SERVER} and self.sent_close == {CLIENT, SERVER}
         last = [p.parser.last_data_at for p in (self.c2s, self.s2c) if p.parser.last_data_at]
         closed = SessionClosed(
-            self.session_id,
-            time.time(),
-            code,
-            reason,
-            closed_by,
-            clean,
-            self.c2s.parser.frames + self.c2s.own_frames,
-            self.s2c.parser.frames + self.s2c.own_frames,
-            self.c2s.parser.bytes + self.c2s.own_bytes,
-            self.s2c.parser.bytes + self.s2c.own_bytes,
-            max(last) if last else None,
-            self.fault_id,
+            session_id=self.session_id,
+            ts=time.time(),
+            close_code=outcome.close_code,
+            close_reason=outcome.close_reason,
+            closed_by=outcome.closed_by,
+            clean=outcome.clean,
+            frames_c2s=self.c2s.parser.frames + self.c2s.own_frames,
+            frames_s2c=self.s2c.parser.frames + self.s2c.own_frames,
+            bytes_c2s=self.c2s.parser.bytes + self.c2s.own_bytes,
+            bytes_s2c=self.s2c.parser.bytes + self.s2c.own_bytes,
+            last_frame_at=max(last) if last else None,
+            fault_id=outcome.fault_id,
         )
         if self._on_finished is not None:
             self._on_finished(self, closed)
         if not self.done.done():
             self.done.set_result(closed)
+
+
+# What the relay does for each of its Closing's actions.
+DO: dict[type, Callable[[Relay, Any], None]] = {
+    SendClose: Relay._send_close,
+    End: Relay._end,
+    PassEof: Relay._pass_eof,
+    Close: Relay._close,
+    Abort: Relay._abort,
+    StartTimer: Relay._start_timer,
+    Finish: Relay._finish,
+}

@@ -1,4 +1,8 @@
-"""The proxy: one aiohttp app on one port for HTTP passthrough, WebSocket relay and /_sentinel/."""
+"""The proxy: one aiohttp app on one port for HTTP passthrough, WebSocket relay and /_sentinel/.
+
+Optional fronts (the web app of `proxy --web`) are composed in by the caller, the
+command line: the proxy knows them only as mounts, installers of routes on its app.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from aiohttp import web
 
 from sentinel_ws_proxy.events import ClosedBy, Event, SessionClosed, SessionOpened
 from sentinel_ws_proxy.faults.engine import FaultEngine, Rejection
+from sentinel_ws_proxy.guard import guard
 from sentinel_ws_proxy.protocol import GOING_AWAY, status_phrase
 from sentinel_ws_proxy.proxy import admin
-from sentinel_ws_proxy.proxy.config import ProxyConfig, format_hostport
+from sentinel_ws_proxy.proxy.config import ProxyConfig
 from sentinel_ws_proxy.proxy.frames import Deflate
 from sentinel_ws_proxy.proxy.front import FrontProtocol, Refuse
 from sentinel_ws_proxy.proxy.handshake import RequestHead, decode, simple_response, upstream_request
@@ -28,6 +33,7 @@ from sentinel_ws_proxy.proxy.takeover import takeover
 from sentinel_ws_proxy.proxy.upstream import Upstream, UpstreamHandshake, UpstreamUnreachable
 from sentinel_ws_proxy.recording.writer import RecordingWriter
 from sentinel_ws_proxy.serving import Signals, bind, raise_open_file_limit
+from sentinel_ws_proxy.settings import format_hostport
 
 SHUTDOWN_REASON = "sentinel-ws proxy shutting down"
 THROTTLE_POLL = 0.005  # how often paused relays look whether the recorder has caught up
@@ -41,6 +47,11 @@ def _quiet(line: str) -> None:
 
 class Sink(Protocol):
     def handle(self, event: Event) -> None: ...
+
+
+# A mount: adds a front's routes (or a sub-app) to the proxy's app, behind the proxy's
+# guard and before the route that forwards everything else upstream.
+Mount = Callable[[web.Application], None]
 
 
 class Proxy:
@@ -97,13 +108,10 @@ class Proxy:
         for handle in self._handlers:
             handle(event)
 
-    def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[admin.guard(self.config.admin_token)])
-        if self.config.web and self.config.db_path is not None:
-            from sentinel_ws_proxy.web.app import mount
-            from sentinel_ws_proxy.web.view import RecordingView
-
-            mount(app, RecordingView(self.config.db_path))
+    def make_app(self, mounts: Sequence[Mount] = ()) -> web.Application:
+        app = web.Application(middlewares=[guard(self.config.admin_token)])
+        for install in mounts:
+            install(app)
         app.add_routes(admin.routes(self))
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
@@ -386,9 +394,12 @@ def _ignore(event: Event) -> None:
 class ProxyServer:
     """A proxy listening on its port, with its recorder; start() then stop()."""
 
-    def __init__(self, config: ProxyConfig, *, sinks: Sequence[Sink] = ()):
+    def __init__(
+        self, config: ProxyConfig, *, sinks: Sequence[Sink] = (), mounts: Sequence[Mount] = ()
+    ):
         self.config = config
         self.sinks = sinks
+        self.mounts = mounts
         self.recorder: RecordingWriter | None = None
         self.proxy: Proxy | None = None
         self._runner: web.AppRunner | None = None
@@ -424,7 +435,7 @@ class ProxyServer:
         for spec in config.faults:
             self.proxy.faults.add(spec)
         self._runner = web.AppRunner(
-            self.proxy.make_app(),
+            self.proxy.make_app(self.mounts),
             access_log=None,
             shutdown_timeout=config.close_timeout,
             keepalive_timeout=config.keepalive_timeout,
@@ -500,6 +511,7 @@ async def serve_until_signalled(
     config: ProxyConfig,
     *,
     sinks: Sequence[Sink] = (),
+    mounts: Sequence[Mount] = (),
     on_ready: Callable[[ProxyServer], None] = lambda server: None,
     say: Callable[[str], None] = _quiet,
 ) -> ProxyServer:
@@ -509,7 +521,7 @@ async def serve_until_signalled(
     still writes every row received; a third abandons what is not written yet,
     says how much, and exits with status 3.
     """
-    server = ProxyServer(config, sinks=sinks)
+    server = ProxyServer(config, sinks=sinks, mounts=mounts)
 
     def abandon() -> None:
         lost = server.recorder.abandon() if server.recorder is not None else 0

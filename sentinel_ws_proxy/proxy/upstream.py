@@ -20,15 +20,14 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
+# The recorded error of an upgrade the upstream took and closed unanswered (FIN or RST
+# before any response head): reached, so not "unreachable"; the classifier tells them apart.
+from sentinel_ws_proxy.protocol import CLOSED_WITHOUT_ANSWER as CLOSED_WITHOUT_ANSWER
 from sentinel_ws_proxy.proxy.config import host_header_rule
 from sentinel_ws_proxy.proxy.handshake import HeadError, ResponseReader
 
 T = TypeVar("T")
 DNS_TTL = 10.0
-# The recorded error of an upgrade the upstream took the connection for and closed (FIN
-# or RST) before any response head: reached, so not "unreachable". The classifier
-# tells the two apart by this opening.
-CLOSED_WITHOUT_ANSWER = "the upstream accepted the connection and closed it without an answer"
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:

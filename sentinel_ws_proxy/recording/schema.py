@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any, ClassVar
 import sqlite_utils
 
 from sentinel_ws_proxy.errors import RecordingError
+from sentinel_ws_proxy.events import Frame, Meaning
 
 __all__ = [
     "TABLES",
@@ -209,58 +212,46 @@ class SessionRow:
         return (self.client_addr or "", self.user_agent or "", "")
 
 
-@dataclass(slots=True)
-class FrameRow:
-    table: ClassVar[str] = "frames"
-    about: ClassVar[str] = "one row per WebSocket frame as it crossed the wire, in wire order"
-    id: int | None = column("the frame; ids rise in wire order in each direction")
-    session_id: int | None = column("the session", "Frame.session_id")
-    ts: float | None = column("when the frame's first byte reached the proxy", "Frame.ts")
-    direction: str | None = column("`c2s` (client to server) or `s2c`", "Frame.direction")
-    source: str | None = column(
-        "`client`, `server`, or `proxy` for frames the proxy made (shutdown, faults, limits)",
-        "Frame.source",
+def _frame_row() -> type:
+    """The ``frames`` row: its id, then events.Frame's fields with their meanings, declared
+    once on the event (a new frame column is one field there)."""
+    hints = typing.get_type_hints(Frame, include_extras=True)
+    fields: list[tuple[str, Any, Any]] = [
+        ("id", "int | None", column("the frame; ids rise in wire order in each direction"))
+    ]
+    for name in Frame._fields:
+        hint = hints[name]
+        meaning = hint.__metadata__[0]
+        base = " | ".join(sorted(_sql_names(hint.__origin__), key=SQL_ORDER.index))
+        usual = NO_USUAL if meaning.usual is Meaning.NONE else meaning.usual
+        fields.append((name, f"{base} | None", column(meaning.text, f"Frame.{name}", usual=usual)))
+    return dataclasses.make_dataclass(
+        "FrameRow",
+        fields,
+        slots=True,
+        namespace={
+            "table": "frames",
+            "about": "one row per WebSocket frame as it crossed the wire, in wire order",
+            "__doc__": "A row of `frames`: derived from events.Frame.",
+            "__module__": __name__,
+        },
     )
-    message: int | None = column(
-        "the message this frame belongs to, numbered per session and direction", "Frame.message"
-    )
-    opcode: str | None = column(
-        "`text`, `binary`, `continuation`, `ping`, `pong`, `close` or `reserved-N`",
-        "Frame.opcode",
-    )
-    fin: int | None = column("1 on the last frame of a message", "Frame.fin")
-    rsv: int | None = column("the RSV1-3 bits as a number (4 = RSV1)", "Frame.rsv")
-    masked: int | None = column("1 when the frame was masked", "Frame.masked")
-    compressed: int | None = column(
-        "1 when its message is compressed (permessage-deflate); `payload` is inflated",
-        "Frame.compressed",
-    )
-    size: int | None = column("payload bytes, after inflating", "Frame.size")
-    wire_size: int | None = column("payload bytes on the wire", "Frame.wire_size")
-    payload: str | bytes | None = column(
-        "the unmasked payload (TEXT for text, BLOB otherwise), each message's first"
-        " `--max-payload` bytes",
-        "Frame.payload",
-    )
-    truncated: int | None = column("1 when `payload` was cut", "Frame.truncated")
-    # The columns from here on are usually at their usual value; the writer leaves them
-    # out of the INSERT then (binding six NULLs costs more than the rest of the row).
-    forwarded: int | None = column(
-        "0 when the proxy received it and did not pass it on (a fault, the other side gone)",
-        "Frame.forwarded",
-        usual=1,
-    )
-    close_code: int | None = column("a close frame's code", "Frame.close_code", usual=None)
-    close_reason: str | None = column("a close frame's reason", "Frame.close_reason", usual=None)
-    violation: str | None = column(
-        "what breaks RFC 6455 in this frame, in words; the frame was forwarded all the same",
-        "Frame.violation",
-        usual=None,
-    )
-    fault_id: int | None = column("the fault that acted on the frame", "Frame.fault_id", usual=None)
-    fault_action: str | None = column(
-        "`dropped`, `delayed` or `stalled`", "Frame.fault_action", usual=None
-    )
+
+
+SQL_ORDER = ["str", "bytes", "int", "float"]
+
+
+def _sql_names(t: Any) -> set[str]:
+    """int, float, str and/or bytes for a field's type (a Literal of strings is str)."""
+    origin = typing.get_origin(t)
+    if origin is typing.Literal:
+        return {"str"}
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_sql_names(arg) for arg in typing.get_args(t)))
+    return set() if t is type(None) else {t.__name__}
+
+
+FrameRow = _frame_row()
 
 
 @dataclass(slots=True)

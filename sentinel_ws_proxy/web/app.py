@@ -2,10 +2,10 @@
 
 A JSON API over RecordingView, the page and its two assets (no build step, no
 CDN), and a server-sent event stream that says when the recording changed.
-The same app is mounted in the proxy (its own traffic answered by the proxy,
-never forwarded nor recorded) and served alone by `sentinel-ws web`; in both
-the admin API's guard applies: loopback clients, a Host naming this machine,
-no other Origin.
+The same app is mounted in the proxy by `proxy --web` (its own traffic answered
+by the proxy, never forwarded nor recorded) and served alone by `sentinel-ws web`;
+in both the admin API's guard (guard.py) applies: loopback clients, a Host naming
+this machine, no other Origin.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from sentinel_ws_proxy.proxy import admin
+from sentinel_ws_proxy.guard import guard
 from sentinel_ws_proxy.recording.har import export_har
 from sentinel_ws_proxy.recording.schema import RecordingError
 from sentinel_ws_proxy.recording.search import SearchError
@@ -179,9 +180,19 @@ def mount(parent: web.Application, view: RecordingView) -> None:
     parent.on_cleanup.append(close)
 
 
+def proxy_mount(db: Path) -> Callable[[web.Application], None]:
+    """`proxy --web`: the app over the recording `db`, mounted on the proxy's own app when
+    the proxy builds it (its recording exists by then), behind the proxy's guard."""
+
+    def install(proxy_app: web.Application) -> None:
+        mount(proxy_app, RecordingView(db))
+
+    return install
+
+
 def standalone(view: RecordingView, token: str | None = None) -> web.Application:
     """`sentinel-ws web`: the app, guarded as the admin API is; / leads to it."""
-    app = web.Application(middlewares=[admin.guard(token)])
+    app = web.Application(middlewares=[guard(token)])
 
     async def home(request: web.Request) -> web.Response:
         raise web.HTTPFound(PREFIX + "/")

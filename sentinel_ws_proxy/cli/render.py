@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from sentinel_ws_proxy.analysis.advice import ADVICE
-from sentinel_ws_proxy.decoders import decode, for_session
-from sentinel_ws_proxy.protocol import close_code_name, status_phrase
+from sentinel_ws_proxy.decoders import decode_all, for_session
+from sentinel_ws_proxy.protocol import close_code_name, effect_name, status_phrase
 from sentinel_ws_proxy.timefmt import clock, seconds, size
 
 if TYPE_CHECKING:  # types only: importing these would load aiohttp at every start-up
@@ -145,13 +145,12 @@ def _message_rows(
     messages: Sequence[Message], started: float, full: bool, decoder: Any = None
 ) -> list[list[Any]]:
     out = []
-    for m in messages:
+    for m, decoded in zip(messages, decode_all(decoder, messages), strict=True):
         size = f"{m.size}" + (" (cut)" if m.truncated else "")
         opcode = m.opcode + (f" ({len(m.frames)} frames)" if len(m.frames) > 1 else "")
         opcode += ", deflated" if m.compressed else ""
         close = (m.close_code, m.close_reason)
         marks = _marks(m.source, m.forwarded, m.fault, m.violation)
-        decoded = decode(decoder, m.payload, m.direction)
         if decoded is not None and not full:
             text = marks + decoded.summary  # what the app meant, not its framing
         elif decoded is not None:
@@ -175,7 +174,7 @@ def _frame_rows(frames: Sequence[FrameRow], started: float, full: bool) -> list[
         size = f"{f.size}" + (f"/{f.wire_size} on wire" if f.wire_size != f.size else "")
         size += " (cut)" if f.truncated else ""
         close = (f.close_code, f.close_reason)
-        fault = (f.fault_id, f.fault_action) if f.fault_action else None
+        fault = (f.fault_id, effect_name(f.fault_action)) if f.fault_action else None
         marks = _marks(f.source, f.forwarded is None or bool(f.forwarded), fault, f.violation)
         text = marks + preview(f.opcode or "", f.payload, close, full)
         out.append(
@@ -292,6 +291,8 @@ def failures_headline(report: FailureReport, where: str) -> str:
         line += f"{report.failures} failure" + ("" if report.failures == 1 else "s") + " in all"
     else:
         line += f"{report.failures} failure" + ("" if report.failures == 1 else "s")
+    if report.retries and not found:
+        line += f" (and {plural(len(report.retries), 'refused retry')})"
     expected = report.expected
     if expected:
         # Navigations and closed tabs are counted by page: one page's three sockets
@@ -320,6 +321,9 @@ def failures_report(console: Console, report: FailureReport, total_label: str) -
     table.add_column("examples")
     for category, n in counts.items():
         kind = "expected" if category in EXPECTED_WORDS or category == "clean" else "failure"
+        retried = sum(v.session_id in report.retries for v in report.by_category[category])
+        if retried:
+            kind += f" ({plural(retried, 'refused retry')} of a disruption)"
         table.add_row(
             category_text(category),
             str(n),
