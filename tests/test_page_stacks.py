@@ -103,3 +103,57 @@ async def test_a_closed_tab_is_one_tab(tmp_path, stack_ready):
     found, report = verdicts(db, last_page=True)
     assert all(set(c) == {"client_gone"} for c in found.values()), found
     assert report.pages_in("client_gone") == 1
+
+
+def disruptions_by_path(report) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for d in report.classified.disruptions:
+        if d.kind != "navigation":
+            found.setdefault(d.path, []).append(d)
+    return found
+
+
+@pytest.mark.parametrize("n", [1, 2], ids=["2-sockets", "3-sockets"])
+async def test_a_backend_restart_is_one_incident_recovered_per_socket_path(
+    tmp_path, stack_ready, n
+):
+    backend = P.start_backend()
+    vite = P.Vite.start(backend.url)
+    try:
+        db, truth = await run_scenario(tmp_path, vite.url, P.backend_restart, backend=backend, n=n)
+    finally:
+        vite.stop()
+        backend.stop()
+    _, report = verdicts(db)
+    app_paths = {"/ws/app", "/ws/events"} if n == 2 else {"/ws/app"}
+    by_path = disruptions_by_path(report)
+    assert set(by_path) == app_paths, by_path  # the hot-reload socket was never disrupted
+    killed = next(a["t"] for a in truth.actions if a["action"] == "kill backend")
+    for path in app_paths:
+        (first, *_) = by_path[path]
+        assert first.kind in ("server_restart", "server_drop"), first
+        assert first.recovered_at is not None, first
+        # Back when that path's socket was back, as the page saw it, not at another's.
+        reopened = [s["opened"] for s in truth.sockets if s["path"] == path and s["opened"]
+                    and s["opened"] > killed]  # fmt: skip
+        assert reopened and abs(first.recovered_at - min(reopened)) < 0.5, (first, reopened)
+    # The page's refused retries belong to the outage: one incident, not a failure each.
+    assert len(report.incidents) == 1
+    assert report.failures == len(app_paths), report.as_json()["sessions"]
+
+
+async def test_a_dev_server_restart_is_recovered_for_every_socket(tmp_path, stack_ready):
+    backend = P.start_backend()
+    vite = P.Vite.start(backend.url)
+    try:
+        db, _ = await run_scenario(tmp_path, vite.url, P.dev_server_restart, vite=vite, n=2,
+                                   down_for=1.5)  # fmt: skip
+    finally:
+        vite.stop()
+        backend.stop()
+    _, report = verdicts(db)
+    dropped = [d for d in report.classified.disruptions if d.kind != "navigation"]
+    assert {d.path for d in dropped} >= {"/ws/app", "/ws/events"}, dropped
+    # Each socket came back: on its own path, or by the reload Vite's client makes.
+    assert all(d.recovered_at is not None for d in dropped), [d.as_json() for d in dropped]
+    assert len(report.incidents) == 1

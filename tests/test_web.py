@@ -14,16 +14,19 @@ from pathlib import Path
 import aiohttp
 import pytest
 import websockets
+from click.testing import CliRunner
 from rich.console import Console
 
+from sentinel_ws_proxy.cli import cli
 from sentinel_ws_proxy.demo.run import run_demo
 from sentinel_ws_proxy.demo.scenarios import SCENARIOS
 from sentinel_ws_proxy.web.app import standalone
-from sentinel_ws_proxy.web.view import RecordingView
+from sentinel_ws_proxy.web.view import LIST_EXTRAS, RecordingView
 from tests.conftest import (
     CHROMIUM_FLAGS,
     UpstreamLog,
     chromium_path,
+    rows,
     running_proxy,
     scripted_upstream,
     serve_app,
@@ -81,7 +84,7 @@ async def classified_page(http: aiohttp.ClientSession, url: str) -> dict:
         assert status == 200, page
         if not page["classifying"] or time.monotonic() > deadline:
             return page
-        assert {r["category"] for r in page["rows"]} == {"pending"}
+        assert {r["category"] for r in page["rows"]} == {None}  # pending
         await asyncio.sleep(0.05)
 
 
@@ -94,9 +97,7 @@ async def test_api_lists_filters_and_opens_sessions(recording):
         page = await classified_page(http, api + "/sessions?per_page=500")
         assert not page["classifying"]
         sessions = [r for r in page["rows"] if r["kind"] == "session"]
-        assert [r["started_at"] for r in page["rows"]] == sorted(
-            (r["started_at"] for r in page["rows"]), reverse=True
-        )  # newest first
+        assert_grouped_by_page(page["rows"], page["page_loads"])
         for scenario in SCENARIOS:
             assert demo_sessions(sessions)[scenario.name]["category"] == scenario.expected
 
@@ -116,6 +117,62 @@ async def test_api_lists_filters_and_opens_sessions(recording):
 
         status, missing = await get(http, api + "/sessions/99999")
         assert status == 404 and "no session 99999" in missing["error"]
+
+
+def assert_grouped_by_page(rows: list[dict], loads: dict[str, dict]) -> None:
+    """Each page's sessions together, in order of opening; pages (and HTTP requests) by
+    their newest start, newest first."""
+    runs: list[tuple[object, list[dict]]] = []
+    for row in rows:
+        key = ("page", row["page"]) if row["kind"] == "session" else ("http", row["id"])
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(row)
+        else:
+            runs.append((key, [row]))
+    keys = [key for key, _ in runs]
+    assert len(keys) == len(set(keys)), "a page's sessions are split"
+    newest = [
+        max(r["started_at"] if r["kind"] == "session" else r["ts"] for r in run) for _, run in runs
+    ]
+    assert newest == sorted(newest, reverse=True)
+    for (kind, pid), run in runs:
+        if kind == "page":
+            assert [r["id"] for r in run] == loads[str(pid)]["sessions"]
+
+
+async def test_one_json_shape_of_a_session(recording):
+    """The web API's session is `show --json`'s; a list item and a chain's session are
+    that object with their own few keys beside it; a page is `failures --json`'s."""
+
+    def cli_json(*args: str) -> dict:
+        result = CliRunner().invoke(cli, [*args, "--db", str(recording), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    async with (
+        serve_app(standalone(RecordingView(recording))) as base,
+        aiohttp.ClientSession() as http,
+    ):
+        api = base + "/_sentinel/ui/api"
+        page = await classified_page(http, api + "/sessions?per_page=500")
+        listed = {r["id"]: r for r in page["rows"] if r["kind"] == "session"}
+        pages = {p["id"]: p for p in (await asyncio.to_thread(cli_json, "failures"))["pages"]}
+        for scenario, item in demo_sessions(list(listed.values())).items():
+            sid = item["id"]
+            _, found = await get(http, f"{api}/sessions/{sid}")
+            shown = await asyncio.to_thread(cli_json, "show", str(sid))
+            assert found["session"] == shown["session"], scenario
+            assert set(item) == set(found["session"]) | set(LIST_EXTRAS), scenario
+            assert {k: v for k, v in item.items() if k not in LIST_EXTRAS} == found["session"]
+
+            load = page["page_loads"][str(item["page"])]
+            assert {k: load[k] for k in pages[item["page"]]} == pages[item["page"]], scenario
+            assert found["page"]["id"] == item["page"] and sid in found["page"]["sessions"]
+
+            _, chains = await get(http, f"{api}/chains?page_id={item['page']}")
+            (chain,) = chains["chains"]
+            drawn = {s["id"]: s for lane in chain["lanes"] for s in lane["sessions"]}
+            assert {k: v for k, v in drawn[sid].items() if k != "gap_before"} == item, scenario
 
 
 async def test_api_search_export_and_guard(recording):
@@ -221,7 +278,7 @@ async def test_pages_in_chromium(recording, chromium):
         await page.wait_for_function("() => location.hash.includes('failures')")
         await page.wait_for_selector("body[data-ready]", state="attached")
         badges = await page.eval_on_selector_all(
-            "#sessions tbody .badge", "b => b.map(x => x.textContent)"
+            "#sessions tbody tr.row .badge", "b => b.map(x => x.textContent)"
         )
         expected_kinds = {
             "clean",
@@ -263,6 +320,79 @@ async def test_pages_in_chromium(recording, chromium):
         await ready(page, "#/chains")
         assert await page.locator("#chains .bar").count() >= len(SCENARIOS)
         await page.screenshot(path=str(SHOTS / "chains.png"), full_page=True)
+
+
+AGENT = "Mozilla/5.0 (a tab with two sockets)"
+DOCUMENT = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "User-Agent": AGENT}
+
+
+async def record_a_page_of_two_sockets(db: Path) -> None:
+    """A tab loads a document through the proxy, opens an app socket and a hot-reload
+    socket, navigates (1001 each), loads the next document and opens one socket."""
+    async with (
+        serve_app(scripted_upstream(UpstreamLog())) as upstream,
+        running_proxy(upstream, db) as proxy,
+        aiohttp.ClientSession() as http,
+    ):
+
+        async def load(path: str) -> None:
+            async with http.get(proxy.url + path, headers=DOCUMENT) as response:
+                assert response.status == 200
+
+        async def socket(path: str):
+            ws = await within(websockets.connect(ws_url(proxy.url, path), user_agent_header=AGENT))
+            await ws.send(path)
+            assert await within(ws.recv()) == path
+            return ws
+
+        await load("/api/home")
+        app, hmr = await socket("/ws/app"), await socket("/ws/hmr")
+        await app.close(1001)
+        await hmr.close(1001)
+        await load("/api/next")
+        again = await socket("/ws/app")
+        await again.close()
+        await proxy.stop_once()
+
+
+async def test_a_page_of_two_sockets_is_shown_as_one_page(tmp_path, chromium):
+    page = chromium
+    db = tmp_path / "pages.db"
+    await within(record_a_page_of_two_sockets(db), 30)
+    app, hmr, again = (r["id"] for r in rows(db, "SELECT id FROM sessions ORDER BY id"))
+    async with serve_app(standalone(RecordingView(db))) as base:
+        await page.goto(base + "/_sentinel/ui/")
+        await page.wait_for_selector("tr.page-load")  # pages come with the verdicts
+        listed = await page.eval_on_selector_all(
+            "#sessions tbody tr",
+            "rows => rows.map(r => [r.className, Number(r.dataset.page), Number(r.dataset.id)])",
+        )
+        first = next(i for i, (kind, pid, _) in enumerate(listed) if pid == app)
+        assert listed[first][0] == "page-load"
+        under = [(pid, sid) for kind, pid, sid in listed[first + 1 : first + 3]]
+        assert under == [(app, app), (app, hmr)]  # both sockets, in order of opening
+        assert [kind for kind, *_ in listed].count("page-load") == 2  # and the next page
+        heading = await page.text_content(f"tr.page-load[data-page='{app}']")
+        assert f"Page {app}" in heading and "/api/home" in heading and "2 sockets" in heading
+        badges = await page.eval_on_selector_all(
+            f"tr.row[data-page='{app}'] .badge", "b => b.map(x => x.textContent)"
+        )
+        assert badges == ["navigation", "navigation"]
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SHOTS / "pages.png"), full_page=True)
+
+        # The chain of that page: a lane per socket path, then the next page.
+        await ready(page, "#/chains")
+        block = page.locator(f".page-chain[data-page='{app}']")
+        assert await block.locator(".chain").count() == 2
+        assert await block.locator(".bar").count() == 2
+        after = await block.locator(".after").text_content()
+        assert f"Page {again}" in after and "/api/next" in after
+
+        # A session's page names its sockets.
+        await ready(page, f"#/session/{hmr}")
+        line = await page.text_content("#page")
+        assert f"Page {app}" in line and str(app) in line and str(hmr) in line
 
 
 async def test_a_refresh_that_fails_is_said_on_the_page_not_thrown(recording, tmp_path, chromium):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sentinel_ws_proxy.analysis.facts import SessionFacts
 from sentinel_ws_proxy.analysis.pages import Pages, client_of
-from sentinel_ws_proxy.protocol import close_code_name
+from sentinel_ws_proxy.protocol import CLOSED_WITHOUT_ANSWER, close_code_name
 from sentinel_ws_proxy.recording.schema import SessionRow
 
 # The names are part of the JSON interface.
@@ -285,6 +285,15 @@ def _handshake_category(s: SessionRow) -> tuple[str, str]:
         return "rejected", f"the handshake was refused with {status}{detail}"
     if status == 404:
         return "not_found", f"no WebSocket endpoint at {s.path} (404){detail}"
+    if (
+        status == 502
+        and s.closed_by == "proxy"
+        and (s.error or "").startswith(CLOSED_WITHOUT_ANSWER)
+    ):
+        return "server_error", (
+            f"{s.error}: the upgrade reached a server that closed it unanswered (a dev "
+            "server's proxy does this while the backend behind it is down)"
+        )
     if status == 502 and s.closed_by == "proxy":
         return "upstream_unreachable", f"the proxy could not reach the upstream{detail}"
     if 500 <= status <= 599:

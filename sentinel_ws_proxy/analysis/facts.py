@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
-from sentinel_ws_proxy.decoders import Ending, close_ending, decode, for_session
+from sentinel_ws_proxy.decoders import Decoded, Ending, close_ending, decode_all, judging
 from sentinel_ws_proxy.recording.reader import Recording, join_messages
 from sentinel_ws_proxy.recording.schema import SessionRow
 
@@ -54,10 +55,15 @@ def gather(recording: Recording, sessions: Iterable[SessionRow]) -> dict[int, Se
     ids = [s.id for s in sessions if s.id is not None and needs_facts(s)]
     found: dict[int, SessionFacts] = {}
     wanted = set(ids)
+    first_texts: dict[int, int] = {}
     for where, params in _ranges(ids):
-        for sid, first_close, ping, client, late, first in recording.close_facts(where, params):
+        for sid, first_close, ping, client, late, first, text in recording.close_facts(
+            where, params
+        ):
             if sid not in wanted:
                 continue
+            if text is not None:
+                first_texts[sid] = text
             found[sid] = SessionFacts(
                 first_close_at=_number(first_close),
                 first_close_by=None if first is None else ("server" if first % 2 else "client"),
@@ -65,7 +71,7 @@ def gather(recording: Recording, sessions: Iterable[SessionRow]) -> dict[int, Se
                 last_server_ping=_number(ping),
                 last_client_frame=_number(client),
             )
-    _protocol_facts(recording, {s.id: s for s in sessions if s.id in wanted}, found)
+    _protocol_facts(recording, {s.id: s for s in sessions if s.id in wanted}, first_texts, found)
     return found
 
 
@@ -84,35 +90,65 @@ def _ranges(ids: list[int]) -> Iterator[tuple[str, list[int]]]:
 
 
 def _protocol_facts(
-    recording: Recording, sessions: dict[int, SessionRow], found: dict[int, SessionFacts]
+    recording: Recording,
+    sessions: dict[int, SessionRow],
+    first_texts: dict[int, int],
+    found: dict[int, SessionFacts],
 ) -> None:
     """What each session's application protocol said: its decoder, the last thing it
     said that ends or refuses a session (a Socket.IO DISCONNECT, a STOMP ERROR, a
-    graphql-ws close code...), and its own heartbeat left unanswered."""
-    frames: dict[int, list] = defaultdict(list)
-    for f in recording.edge_frames(list(sessions), FIRST, LAST):
-        frames[f.session_id].append(f)
+    graphql-ws close code...), and its own heartbeat left unanswered.
+
+    Only sessions whose handshake or first client message names a protocol that judges
+    are read (a few regular expressions over those messages): a recording of plain JSON
+    sockets pays next to nothing for it."""
+    chosen: dict[int, ModuleType] = {}
+    unresolved: list[int] = []
     for sid, s in sessions.items():
+        decoder = judging(s.subprotocol, s.path, s.query)
+        if decoder is not None:
+            chosen[sid] = decoder
+        elif sid in first_texts:
+            unresolved.append(sid)
+    if unresolved:
+        texts = recording.payloads([first_texts[sid] for sid in unresolved])
+        for sid in unresolved:
+            s = sessions[sid]
+            decoder = judging(s.subprotocol, s.path, s.query, texts.get(sid))
+            if decoder is not None:
+                chosen[sid] = decoder
+    if not chosen:
+        return
+    frames: dict[int, list] = defaultdict(list)
+    for f in recording.edge_frames(list(chosen), FIRST, LAST):
+        frames[f.session_id].append(f)
+    for sid, decoder in chosen.items():
+        s = sessions[sid]
         messages = join_messages(frames.get(sid, []))
-        decoder = for_session(s.subprotocol, s.path, None, messages)
         ending = close_ending(decoder, s.close_code, s.close_reason)
-        if decoder is None:
-            continue
         facts = found.setdefault(sid, SessionFacts())
         facts.protocol = decoder.NAME
+        if getattr(decoder, "JOINS_MESSAGES", False):
+            # Its packets span messages: read from the start, where the stream is aligned.
+            messages = recording.messages(sid)
         ping: float | None = None
-        for m in messages:
-            if m.opcode not in ("text", "binary"):
-                continue
-            said = decode(decoder, m.payload, m.direction)
+        heard: list[tuple[str, Decoded]] = []
+        for m, said in zip(messages, decode_all(decoder, messages), strict=True):
             if said is None:
                 continue
+            heard.append((m.direction, said))
             if said.ending is not None and said.event in ("refused", "error", "close"):
                 ending = ending if ending is not None and said.event == "error" else said.ending
             if said.event == "ping" and m.direction == "s2c":
                 ping = m.ts
             elif m.direction == "c2s" and ping is not None and m.ts >= ping:
                 ping = None
+        judge = getattr(decoder, "session_end", None)
+        if ending is None and judge is not None:
+            try:
+                ending = judge(heard, s.closed_by, s.close_code, s.close_reason)
+            except Exception:  # a decoder's bug must not cost the verdict
+                ending = None
         facts.app_ending = ending
         if decoder.NAME in REPLIED_PINGS:
             facts.app_ping_unanswered = ping

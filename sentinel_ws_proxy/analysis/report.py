@@ -213,9 +213,18 @@ class FailureReport:
             {of.get(v.session_id, -v.session_id) for v in self.by_category.get(category, [])}
         )
 
+    @functools.cached_property
+    def retries(self) -> frozenset[int]:
+        """Refused handshakes that were a client's retries after a disruption: the
+        disruption's, measured by its recovery, not failures of their own."""
+        return frozenset(i for d in self.classified.disruptions for i, _ in d.retries)
+
     @property
     def failures(self) -> int:
-        return sum(n for c, n in self.counts.items() if c not in NOT_FAILURES)
+        """Sessions that failed, a client's refused retries during a disruption left out."""
+        return sum(
+            1 for v in self.classified.verdicts if v.failure and v.session_id not in self.retries
+        )
 
     @property
     def expected(self) -> dict[str, int]:
@@ -227,6 +236,7 @@ class FailureReport:
         return {
             "categories": self.counts,
             "failures": self.failures,
+            "refused_retries": len(self.retries),
             "expected": self.expected,
             "sessions": [
                 {
@@ -244,6 +254,7 @@ class FailureReport:
                     "closed_by": s.closed_by,
                     "reconnect_gap": v.reconnect_gap,
                     "page": self.classified.pages.of_session.get(v.session_id),
+                    "retry": v.session_id in self.retries,
                 }
                 for s, v in zip(summaries, self.classified.verdicts, strict=False)
             ],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from sentinel_ws_proxy.decoders import (
     actioncable,
@@ -30,7 +31,17 @@ from sentinel_ws_proxy.decoders import (
 from sentinel_ws_proxy.decoders.base import Decoded, Ending, malformed
 from sentinel_ws_proxy.errors import UserError
 
-__all__ = ["DECODERS", "Decoded", "Ending", "by_name", "choose", "decode", "load"]
+__all__ = [
+    "DECODERS",
+    "Decoded",
+    "Ending",
+    "by_name",
+    "choose",
+    "decode",
+    "decode_message",
+    "for_session",
+    "load",
+]
 
 Payload = str | bytes
 First = Sequence[tuple[str, Payload]]
@@ -69,6 +80,8 @@ def load(module_path: str) -> ModuleType:
         )
     if module not in DECODERS:
         DECODERS.insert(0, module)
+        _by_handshake.clear()
+        _patterns.clear()
     return module
 
 
@@ -94,6 +107,43 @@ def choose(
     return None
 
 
+def judging(
+    subprotocol: str | None, path: str | None, query: str | None, first_client: object = None
+) -> ModuleType | None:
+    """The decoder whose words may explain a session's end, chosen cheaply for the whole
+    recording: by the handshake, else (given the session's first client message) only
+    among protocols whose FIRST_MESSAGE pattern it matches. Generic readers (JSON,
+    msgpack...) never judge."""
+    key = (subprotocol, path, query)
+    found = _by_handshake.get(key, _UNSEEN)
+    if found is _UNSEEN:
+        found = choose(subprotocol, path, query, ())
+        if found is not None and getattr(found, "GENERIC", False):
+            found = None
+        if len(_by_handshake) < 10_000:
+            _by_handshake[key] = found
+    if found is not None or not isinstance(first_client, str):
+        return found  # type: ignore[return-value]
+    head = first_client[:1024]
+    for decoder, pattern in _first_messages():
+        if pattern.search(head) and choose(None, path, query, [("c2s", first_client)]) is decoder:
+            return decoder
+    return None
+
+
+_UNSEEN = object()
+_by_handshake: dict[tuple[str | None, str | None, str | None], object] = {}
+_patterns: list[tuple[ModuleType, Any]] = []
+
+
+def _first_messages() -> list[tuple[ModuleType, Any]]:
+    """(decoder, FIRST_MESSAGE) of the decoders that have one, made once per registry."""
+    if not _patterns or _patterns[-1][0] is not DECODERS[-1]:
+        _patterns[:] = [(d, d.FIRST_MESSAGE) for d in DECODERS if hasattr(d, "FIRST_MESSAGE")]
+        _patterns.append((DECODERS[-1], None))  # the marker of which registry it was
+    return _patterns[:-1]
+
+
 def decode(decoder: ModuleType | None, payload: Payload | None, direction: str) -> Decoded | None:
     """One message as its protocol reads it; a decoder that raises is a malformed message."""
     if decoder is None or payload is None:
@@ -102,6 +152,43 @@ def decode(decoder: ModuleType | None, payload: Payload | None, direction: str) 
         return decoder.decode(payload, direction)
     except Exception as exc:
         return malformed(decoder.NAME, f"the decoder failed: {type(exc).__name__}: {exc}")
+
+
+def decode_message(decoder: ModuleType | None, message: object) -> Decoded | None:
+    """A whole data message as its protocol reads it; control frames (close, ping, pong)
+    are the WebSocket's own, never the application's."""
+    if getattr(message, "opcode", None) not in ("text", "binary"):
+        return None
+    return decode(decoder, message.payload, message.direction)  # type: ignore[attr-defined]
+
+
+def decode_all(decoder: ModuleType | None, messages: Sequence[object]) -> list[Decoded | None]:
+    """Each message as its protocol reads it, in order. For a protocol whose packets may
+    span messages (``JOINS_MESSAGES``: MQTT from mqtt.js), each direction's messages are
+    joined into a stream: a packet is read on the message that completes it, and the
+    messages before are marked as its parts."""
+    if decoder is None or not getattr(decoder, "JOINS_MESSAGES", False):
+        return [decode_message(decoder, m) for m in messages]
+    out: list[Decoded | None] = []
+    rest: dict[str, bytes] = {}
+    for m in messages:
+        payload = getattr(m, "payload", None)
+        if getattr(m, "opcode", None) != "binary" or not isinstance(payload, bytes | bytearray):
+            out.append(decode_message(decoder, m))
+            continue
+        direction = m.direction  # type: ignore[attr-defined]
+        try:
+            packets, rest[direction] = decoder.split(rest.get(direction, b"") + bytes(payload))
+        except Exception as exc:
+            rest[direction] = b""
+            out.append(malformed(decoder.NAME, f"the decoder failed: {exc}"))
+            continue
+        if packets:
+            out.append(decode(decoder, b"".join(packets), direction))
+        else:
+            out.append(Decoded(decoder.NAME, "part", "part of a packet that the next message "
+                               "completes", {"bytes": len(payload)}))  # fmt: skip
+    return out
 
 
 def close_ending(decoder: ModuleType | None, code: int | None, reason: str | None) -> Ending | None:

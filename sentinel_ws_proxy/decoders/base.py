@@ -17,6 +17,16 @@ A decoder module (one per protocol, in this package or a user's own, loaded with
     in ``summary``, so that a reader shows it raw beside what was wrong.
 ``close_code(code, reason) -> Ending | None`` (optional)
     What a WebSocket close code means in this protocol (graphql-ws's 44xx).
+``session_end(said, closed_by, code, reason) -> Ending | None`` (optional)
+    What the whole conversation says of an ending no single message explains: ``said``
+    is every decoded message as ``(direction, Decoded)`` (MQTT 3.1.1: a broker that closes
+    an accepted session the client never said DISCONNECT to).
+``JOINS_MESSAGES`` and ``split(stream) -> (packets, rest)`` (optional)
+    For a protocol whose packets may span WebSocket messages (MQTT from mqtt.js): readers
+    join each direction's messages into a byte stream and decode whole packets.
+``secret_ranges(packet_bytes) -> list[(start, end)] | None`` (optional)
+    Where a client's first packet holds credentials, for the recorder to mask in place
+    when the packet spans messages (None: not whole yet).
 ``redact(payload, direction) -> tuple[payload, int] | None`` (optional)
     Called by the recorder on a session's first client messages only; returns the
     payload with the credential fields replaced by ``REDACTED`` and how many were,

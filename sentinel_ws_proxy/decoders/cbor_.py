@@ -17,6 +17,8 @@ from sentinel_ws_proxy.decoders.base import Decoded
 from sentinel_ws_proxy.decoders.json_ import kind_of
 
 NAME = "cbor"
+# Reads any such payload; says nothing of why a session ended (readers skip it there).
+GENERIC = True
 SUBPROTOCOLS = ("cbor",)
 _FAILED = object()
 

@@ -17,6 +17,8 @@ from sentinel_ws_proxy.decoders import _util
 from sentinel_ws_proxy.decoders.base import Decoded
 
 NAME = "json"
+# Reads any such payload; says nothing of why a session ended (readers skip it there).
+GENERIC = True
 SUBPROTOCOLS = ("json",)
 KEYS = ("type", "event", "event_type", "action", "op")
 SHAPES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}

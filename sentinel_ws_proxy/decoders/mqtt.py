@@ -33,6 +33,18 @@ DISCONNECT     close       c2s: client_done (protocol_error for an error reason 
                            and rates: app_error
 =============  ==========  ===============================================================
 
+Close codes (``close_code``), for brokers that say no with the WebSocket close instead
+of a packet. RabbitMQ's web-mqtt (3.x) refuses a CONNECT by closing with 1002 and the
+name of the CONNACK return code it meant to send (the CONNACK, queued behind the close,
+never arrives): ``unauthenticated`` (4, bad user name or password) and ``unauthorized``
+(5, not authorized; also a PUBLISH to a topic the user may not write) rejected,
+``access_refused`` rejected, ``invalid_client_id`` (2) rejected, ``unavailable`` (3)
+app_error, ``unsupported_protocol_version`` (1) and ``connect_expected`` protocol_error;
+any close reason speaking of authentication or authorization rejected. Its 1000
+``MQTT died`` says nothing: RabbitMQ closes with it after the client's DISCONNECT and for
+a session it ends itself (another client connected with the same client id, a lapsed
+keep alive, an administrator's close) alike.
+
 Redacts: CONNECT's password and, in MQTT 5, its Authentication Data property: each is
 replaced by the 10 bytes "[redacted]" with the lengths (field, properties, remaining
 length) rewritten, so the packet still parses. The user name is kept readable: it names
@@ -41,12 +53,13 @@ who connected, which is what a refusal is about.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Sequence
 from typing import Any
 
 from sentinel_ws_proxy.decoders import _util
-from sentinel_ws_proxy.decoders.base import REDACTED, Decoded, Ending, malformed
+from sentinel_ws_proxy.decoders.base import REDACTED, Category, Decoded, Ending, malformed
 
 NAME = "mqtt"
 SUBPROTOCOLS = ("mqtt", "mqttv3.1")
@@ -111,6 +124,16 @@ PROPERTIES = {
 }  # fmt: skip
 PUBLISH_PROPERTIES = {0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x23, 0x26}
 MAX_PACKETS = 1000
+# RabbitMQ web-mqtt's refusals (rabbit_web_mqtt_handler in 3.x closes with 1002 and the
+# error its MQTT processor returned): the CONNACK return code each stands for.
+RABBITMQ_REFUSALS = {"unsupported_protocol_version": 1, "invalid_client_id": 2,
+                     "unavailable": 3, "unauthenticated": 4, "unauthorized": 5}  # fmt: skip
+REFUSED_WORDS = re.compile(
+    r"unauthenticated|unauthori[sz]ed|not[ _-]?authori[sz]ed|access[ _-](refused|denied)"
+    r"|forbidden|bad[ _-]user[ _-]?name[ _-]or[ _-]password|authentication[ _-]failed"
+    r"|(bad|invalid|wrong)[ _-]credentials",
+    re.IGNORECASE,
+)
 
 
 class Bad(Exception):
@@ -160,6 +183,31 @@ class Reader:
 
     def string(self) -> str:
         return self.blob().decode("utf-8", "replace")
+
+
+def close_code(code: int, reason: str) -> Ending | None:
+    """What a broker's WebSocket close says about the MQTT session (see the table above)."""
+    said = reason.strip() if isinstance(reason, str) else ""
+    if not said:
+        return None
+    quoted = f"{code} {_util.short(said, 100)!r}"
+    name = said.lower()
+    category: Category
+    if name == "connect_expected":
+        category, why = "protocol_error", "the client sent a packet before CONNECT"
+    elif name == "access_refused":
+        category, why = "rejected", "an operation the user's permissions do not allow"
+    elif name in RABBITMQ_REFUSALS:
+        connack = RABBITMQ_REFUSALS[name]
+        category = {1: "protocol_error", 3: "app_error"}.get(connack, "rejected")  # type: ignore[assignment]
+        why = f"RabbitMQ's name for CONNACK return code {connack}, {CONNACK3[connack]}"
+        if connack == 5:
+            why += ", or for a PUBLISH the user may not make"
+    elif REFUSED_WORDS.search(said):
+        return Ending("rejected", f"the MQTT broker refused the client: it closed with {quoted}")
+    else:
+        return None
+    return Ending(category, f"the MQTT broker refused the client: it closed with {quoted} ({why})")
 
 
 def sniff(path: str, query: str, first: Sequence[tuple[str, Any]]) -> bool:
@@ -693,3 +741,51 @@ def secret_ranges(raw: bytes) -> list[tuple[int, int]] | None:
         return found
     except Exception:
         return []
+
+
+# A client may write one packet in several WebSocket messages (mqtt.js writes each field
+# apart): readers join a direction's messages into a stream and decode whole packets.
+JOINS_MESSAGES = True
+
+
+def split(stream: bytes) -> tuple[list[bytes], bytes]:
+    """The whole packets at the start of a direction's byte stream, and what is left."""
+    packets: list[bytes] = []
+    pos = 0
+    while pos + 2 <= len(stream):
+        length, shift, at = 0, 0, pos + 1
+        while True:
+            if at >= len(stream) or shift > 21:
+                return packets, stream[pos:]
+            byte = stream[at]
+            length |= (byte & 0x7F) << shift
+            at += 1
+            shift += 7
+            if not byte & 0x80:
+                break
+        end = at + length
+        if end > len(stream):
+            break
+        packets.append(stream[pos:end])
+        pos = end
+    return packets, stream[pos:]
+
+
+def session_end(
+    said: Sequence[tuple[str, Decoded]], closed_by: str | None, code: int | None, reason: str | None
+) -> Ending | None:
+    """A session the broker ended although the client never said DISCONNECT: in MQTT 3.1.1
+    a broker has no packet to say why (5.0 sends DISCONNECT with a reason code, decoded
+    above), so the client's silence is the evidence."""
+    if closed_by != "server":
+        return None
+    accepted = any(d == "s2c" and m.kind == "CONNACK" and m.event == "ack" for d, m in said)
+    if not accepted or any(d == "c2s" and m.kind == "DISCONNECT" for d, m in said):
+        return None
+    closed = f"{code} {reason!r}" if reason else f"{code}"
+    return Ending(
+        "app_error",
+        f"the MQTT broker ended an accepted session without the client's DISCONNECT (closed "
+        f"with {closed}): another client connected with the same client id, the client "
+        "missed its keep-alive, or an administrator closed it",
+    )

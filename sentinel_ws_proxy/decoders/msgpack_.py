@@ -18,6 +18,8 @@ from sentinel_ws_proxy.decoders.base import Decoded
 from sentinel_ws_proxy.decoders.json_ import kind_of
 
 NAME = "msgpack"
+# Reads any such payload; says nothing of why a session ended (readers skip it there).
+GENERIC = True
 SUBPROTOCOLS = ("msgpack", "messagepack")
 _FAILED = object()
 

@@ -30,6 +30,7 @@ password, secret, authorization...): LiveView's ``session`` token, a channel's p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ from sentinel_ws_proxy.decoders.base import Decoded, Ending, malformed
 
 NAME = "phoenix"
 SUBPROTOCOLS: tuple[str, ...] = ()
+# What the client's first message looks like: a join (or the heartbeat) (cheap to test).
+FIRST_MESSAGE = re.compile(r'"(phx_join|heartbeat)"')
 KINDS = {0: "push", 1: "reply", 2: "broadcast"}
 
 

@@ -20,6 +20,8 @@ from sentinel_ws_proxy.decoders import _util
 from sentinel_ws_proxy.decoders.base import Decoded
 
 NAME = "protobuf"
+# Reads any such payload; says nothing of why a session ended (readers skip it there).
+GENERIC = True
 SUBPROTOCOLS = ("protobuf",)
 MAX_FIELD = (1 << 29) - 1
 SNIFF_FIELD = 1000

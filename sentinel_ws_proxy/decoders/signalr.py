@@ -44,6 +44,8 @@ from sentinel_ws_proxy.decoders.base import Decoded, Ending, malformed
 NAME = "signalr"
 SUBPROTOCOLS: tuple[str, ...] = ()
 RS = "\x1e"
+# What the client's first message looks like: its handshake request (cheap to test).
+FIRST_MESSAGE = re.compile(r'^\s*\{.*"protocol".*\x1e\s*$', re.S)
 TYPES = {1: "Invocation", 2: "StreamItem", 3: "Completion", 4: "StreamInvocation",
          5: "CancelInvocation", 6: "Ping", 7: "Close", 8: "Ack", 9: "Sequence"}  # fmt: skip
 EVENTS = {1: "message", 2: "message", 3: "complete", 4: "subscribe", 5: "complete", 6: "ping",

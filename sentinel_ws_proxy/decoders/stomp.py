@@ -44,6 +44,8 @@ from sentinel_ws_proxy.decoders.base import REDACTED, Decoded, Ending, malformed
 
 NAME = "stomp"
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp", "stomp")
+# What the client's first message looks like without the subprotocol (cheap to test).
+FIRST_MESSAGE = re.compile(r"^(CONNECT|STOMP)\r?\n")
 
 CLIENT = {"CONNECT", "STOMP", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "BEGIN", "COMMIT", "ABORT",
           "ACK", "NACK", "DISCONNECT"}  # fmt: skip

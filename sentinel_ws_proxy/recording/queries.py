@@ -143,10 +143,11 @@ class RecordingQueries:
 
     def close_facts(
         self, where: str, params: Sequence[object]
-    ) -> list[tuple[int, Any, Any, Any, Any, Any]]:
+    ) -> list[tuple[int, Any, Any, Any, Any, Any, Any]]:
         """Per session in `where` (a clause over session_id from analysis/facts.py):
         (session, first close ts, last server ping ts, last client frame ts,
-        a close frame not forwarded (0/1), the first close's id * 2 + (from the server))."""
+        a close frame not forwarded (0/1), the first close's id * 2 + (from the server),
+        the id of the client's first text frame)."""
         delivered = "forwarded = 0" if self.has_column("frames", "forwarded") else "0"
         # The first close frame's direction rides in the parity of min(id * 2 + s2c):
         # one pass over the frames instead of a second query.
@@ -156,10 +157,35 @@ class RecordingQueries:
                   max(CASE WHEN direction = 's2c' AND opcode = 'ping' THEN ts END),
                   max(CASE WHEN direction = 'c2s' THEN ts END),
                   max(CASE WHEN opcode = 'close' AND {delivered} THEN 1 ELSE 0 END),
-                  min(CASE WHEN opcode = 'close' THEN id * 2 + (direction = 's2c') END)
+                  min(CASE WHEN opcode = 'close' THEN id * 2 + (direction = 's2c') END),
+                  min(CASE WHEN direction = 'c2s' AND opcode = 'text' THEN id END)
                 FROM frames WHERE {where} GROUP BY session_id""",
             params,
         )
+
+    INDEXED = ("id", "session_id", "ts", "direction", "opcode", "message", "fin", "payload",
+               "close_reason")  # fmt: skip
+
+    def frames_to_index(self, after: int, limit: int) -> list[tuple]:
+        """The next wire frames after a frame id, only what search's index needs, as stored
+        (a version 1 file has no message or fin): (id, session, ts, direction, opcode,
+        message, fin, payload, close reason)."""
+        columns = ", ".join(
+            c if self.has_column("frames", c) else f"NULL AS {c}" for c in self.INDEXED
+        )
+        return self.fetch(
+            f"SELECT {columns} FROM frames WHERE id > ? ORDER BY id LIMIT ?", [after, limit]
+        )
+
+    def payloads(self, frame_ids: Sequence[int]) -> dict[int, Any]:
+        """session id -> payload of each of these frames."""
+        found: dict[int, Any] = {}
+        ids = list(frame_ids)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            sql = f"SELECT session_id, payload FROM frames WHERE id IN ({_marks(chunk)})"
+            found.update(self.fetch(sql, chunk))
+        return found
 
     def first_server_text(self, session_id: int, prefixes: Sequence[str]) -> str | None:
         """The session's first text frame from the server that starts with one of these."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sentinel_ws_proxy.protocol import payload_bytes
+from sentinel_ws_proxy.protocol import effect_name, payload_bytes
 from sentinel_ws_proxy.recording.crash import CRASHED, crashed_runs
 from sentinel_ws_proxy.recording.queries import RecordingQueries
 from sentinel_ws_proxy.recording.schema import (
@@ -74,7 +74,9 @@ class Message:
     @property
     def fault(self) -> tuple[int, str] | None:
         touched = next((f for f in self.frames if f.fault_action), None)
-        return None if touched is None else (touched.fault_id, touched.fault_action)  # type: ignore[return-value]
+        if touched is None:
+            return None
+        return (touched.fault_id, effect_name(touched.fault_action))  # type: ignore[return-value]
 
     @property
     def payload_bytes(self) -> bytes:

@@ -202,15 +202,15 @@ class SearchIndex:
         joiner = MessageJoiner()
         decoders = SessionDecoders(recording)
         while True:
-            frames = recording.frames_after(last, BATCH)
+            frames = recording.frames_to_index(last, BATCH)
             if not frames:
                 break
-            decoders.learn({f.session_id for f in frames if f.opcode == "binary"})
+            decoders.learn({f[1] for f in frames if f[4] == "binary"})
             rows = list(_texts(frames, joiner, decoders))
             with conn:
                 conn.executemany("INSERT OR IGNORE INTO texts VALUES (?,?,?,?,?,?)", rows)
             added += len(rows)
-            last = frames[-1].id or last
+            last = frames[-1][0] or last
         waiting = joiner.first_waiting()
         resume = last if waiting is None else waiting - 1
         with conn:
@@ -318,28 +318,42 @@ class SessionDecoders:
 
 
 def _texts(
-    frames: list[FrameRow], joiner: MessageJoiner, decoders: SessionDecoders
+    frames: list[tuple], joiner: MessageJoiner, decoders: SessionDecoders
 ) -> Iterator[tuple]:
     """Rows for the index: whole text messages (fragments joined), binary messages whose
-    protocol reads as text, and close reasons."""
+    protocol reads as text, and close reasons. A one-frame text message, nearly all of
+    them, is indexed straight from its tuple; the rest go through the message joiner."""
     for frame in frames:
-        if frame.opcode == "close":
-            if frame.close_reason:
-                yield (frame.id, frame.session_id, frame.direction, frame.ts, "close",
-                       frame.close_reason)  # fmt: skip
+        fid, session_id, ts, direction, opcode, message, fin, payload, reason = frame
+        if opcode == "close":
+            if reason:
+                yield (fid, session_id, direction, ts, "close", _decoded(reason))
             continue
-        message = joiner.feed(frame)
-        if message is None:
+        whole = fin in (1, None) and (message is None or not joiner.waiting)
+        if whole and opcode == "text":
+            yield (fid, session_id, direction, ts, "message", _decoded(payload))
             continue
-        if message.opcode == "text":
-            text: str | None = _decoded(message.payload)
-        elif message.opcode == "binary":
-            text = decoders.text(message)
-        else:
+        if whole and opcode != "binary":
             continue
+        joined = joiner.feed(
+            FrameRow(
+                id=fid,
+                session_id=session_id,
+                ts=ts,
+                direction=direction,
+                opcode=opcode,
+                message=message,
+                fin=fin,
+                payload=payload,
+            )
+        )
+        if joined is None:
+            continue
+        text = _decoded(joined.payload) if joined.opcode == "text" else None
+        if joined.opcode == "binary":
+            text = decoders.text(joined)
         if text is not None:
-            yield (message.id, message.session_id, message.direction, message.ts, "message",
-                   text)  # fmt: skip
+            yield (joined.id, joined.session_id, joined.direction, joined.ts, "message", text)
 
 
 def _decoded(payload: str | bytes | None) -> str:

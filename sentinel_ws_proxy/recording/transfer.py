@@ -102,7 +102,8 @@ def to_jsonl(tables: Tables) -> Iterator[str]:
     for table in ORDER:
         for row in tables.rows[table]:
             line = {"table": table, **row_to_json(row)}
-            if table == "frames" and decoders.get(row.session_id) is not None:
+            data = table == "frames" and row.opcode in ("text", "binary")
+            if data and decoders.get(row.session_id) is not None:
                 found = decode(decoders[row.session_id], row.payload, row.direction or "")
                 if found is not None:
                     line["decoded"] = found.as_json()

@@ -56,7 +56,24 @@ function size(n) {
 }
 
 function badge(category) {
-  return el("span", { class: `badge cat-${category}`, title: (summary && summary.kinds[category]) || "" }, category);
+  const name = category ?? "pending"; // a session's category is null until it is classified
+  return el("span", { class: `badge cat-${name}`, title: (summary && summary.kinds[name]) || "" }, name);
+}
+
+function duration(s) {
+  return s.ended_at === null || s.ended_at === undefined ? null : s.ended_at - s.started_at;
+}
+
+// A page load: what the page is, in words (its document, or its sockets opened together).
+function pageWords(p) {
+  const doc = p.document
+    ? [el("span", { class: "mono" }, p.document), p.loaded_through_proxy ? " (loaded through the proxy)" : ""]
+    : el("span", { class: "dim" }, "no document load seen: sockets opened together");
+  return [el("a", { href: `#/chains?page_id=${p.id}`, title: "This page's reconnect chain" }, `Page ${p.id}`), " · ", doc];
+}
+
+function categoryCounts(counts) {
+  return Object.entries(counts || {}).map(([c, n]) => [badge(c), n > 1 ? ` ×${n} ` : " "]);
 }
 
 function params(hash) {
@@ -81,8 +98,9 @@ async function sessionsPage(query) {
   // While the recording is being classified the summary's failure count is 0 by default,
   // not a finding: say so instead of a false "0 failures".
   const failures = summary && (summary.classifying ? "classifying…" : `${summary.failures.toLocaleString()} failures`);
+  const pages = summary && summary.pages !== null && summary.pages !== undefined ? ` on ${summary.pages.toLocaleString()} page${summary.pages === 1 ? "" : "s"}` : "";
   root.append(el("h1", {}, `${page.total.toLocaleString()} ${page.total === 1 ? "entry" : "entries"}`,
-    summary ? el("span", { class: "dim", id: "summary-counts" }, `  (${summary.sessions.toLocaleString()} sessions, ${failures})`) : null));
+    summary ? el("span", { class: "dim", id: "summary-counts" }, `  (${summary.sessions.toLocaleString()} sessions${pages}, ${failures})`) : null));
   root.append(filtersForm(query));
   if (page.classifying) {
     root.append(el("p", { class: "dim", id: "classifying" }, `Classifying ${page.total.toLocaleString()} sessions: verdicts appear here when that is done.`));
@@ -91,8 +109,12 @@ async function sessionsPage(query) {
     const shown = location.hash;
     setTimeout(async () => {
       if (location.hash !== shown) return;
-      await loadSummary();
-      await rerender();
+      try {
+        await loadSummary();
+        await rerender();
+      } catch (error) {
+        stale(error); // the proxy stopping, say: keep what is shown, say why it is not fresh
+      }
     }, 500);
   }
   const table = el("table", { id: "sessions" },
@@ -100,7 +122,19 @@ async function sessionsPage(query) {
       ["time", "client", "path", "status", "verdict", "closed by", "code", "duration"].map((h) => el("th", {}, h)),
       el("th", { class: "num" }, "frames →/←"), el("th", { class: "num" }, "bytes →/←"), el("th", {}, "recovery"))));
   const body = el("tbody");
-  for (const row of page.rows) body.append(row.kind === "http" ? httpRow(row) : sessionRow(row));
+  // Each page load's sessions under a row that says what the page is.
+  const loads = page.page_loads || {};
+  let current = null;
+  page.rows.forEach((row, i) => {
+    const pid = row.kind === "session" ? row.page : null;
+    if (pid !== null && pid !== current && loads[pid]) {
+      let here = 0;
+      while (i + here < page.rows.length && page.rows[i + here].kind === "session" && page.rows[i + here].page === pid) here += 1;
+      body.append(pageRow(loads[pid], row, here));
+    }
+    current = pid;
+    body.append(row.kind === "http" ? httpRow(row) : sessionRow(row, pid !== null && loads[pid]));
+  });
   table.append(body);
   root.append(table);
   if (!page.rows.length) root.append(el("p", { class: "dim" }, "Nothing matches these filters."));
@@ -108,28 +142,39 @@ async function sessionsPage(query) {
   return root;
 }
 
-function sessionRow(row) {
+// The row above a page's sessions: the page, its client, when it began, its sockets' verdicts.
+function pageRow(p, first, here) {
+  const continued = p.sessions[0] !== first.id;
+  const of = here < p.sessions.length ? `${here} of ${p.sessions.length} sockets here` : `${p.sessions.length} socket${p.sessions.length === 1 ? "" : "s"}`;
+  return el("tr", { class: "page-load", "data-page": p.id },
+    el("td", { colspan: 11 },
+      pageWords(p), continued ? el("span", { class: "dim" }, " (continued)") : null,
+      " · ", p.client_addr || "?", el("span", { class: "dim" }, ` ${p.user_agent || ""}`),
+      " · ", clock(p.began, true), " · ", of, ": ", categoryCounts(p.categories)));
+}
+
+function sessionRow(row, inPage) {
   const recovery = row.recovery ? (row.recovery.after === null ? "never" : seconds(row.recovery.after))
     : row.reconnect_gap !== null && row.reconnect_gap !== undefined ? `back ${seconds(row.reconnect_gap)}` : "";
-  return el("tr", { class: "row", "data-id": row.id, title: row.explanation || "", onclick: () => go(`/session/${row.id}`) },
+  return el("tr", { class: `row${inPage ? " in-page" : ""}`, "data-id": row.id, "data-page": row.page, title: row.explanation || "", onclick: () => go(`/session/${row.id}`) },
     el("td", {}, el("a", { href: `#/session/${row.id}` }, clock(row.started_at, true))),
-    el("td", {}, row.client || ""),
+    el("td", {}, row.client_addr || ""),
     el("td", { class: "mono" }, row.path || ""),
-    el("td", {}, row.status ?? ""),
+    el("td", {}, row.handshake_status ?? ""),
     el("td", {}, badge(row.category)),
     el("td", {}, row.open ? "open" : row.closed_by || ""),
     el("td", {}, row.close_code ?? ""),
-    el("td", { class: "num" }, row.open ? "open" : seconds(row.duration)),
-    el("td", { class: "num" }, row.open ? "open" : `${row.frames[0] ?? 0}/${row.frames[1] ?? 0}`),
-    el("td", { class: "num" }, row.open ? "" : `${size(row.bytes[0])}/${size(row.bytes[1])}`),
+    el("td", { class: "num" }, row.open ? "open" : seconds(duration(row))),
+    el("td", { class: "num" }, row.open ? "open" : `${row.frames_c2s ?? 0}/${row.frames_s2c ?? 0}`),
+    el("td", { class: "num" }, row.open ? "" : `${size(row.bytes_c2s)}/${size(row.bytes_s2c)}`),
     el("td", {}, recovery));
 }
 
 function httpRow(row) {
   const target = `${row.method} ${row.path}${row.query ? `?${row.query}` : ""}`;
   return el("tr", { class: "http", "data-http": row.id },
-    el("td", {}, clock(row.started_at, true)),
-    el("td", {}, row.client || ""),
+    el("td", {}, clock(row.ts, true)),
+    el("td", {}, row.client_addr || ""),
     el("td", { class: "mono" }, target),
     el("td", {}, row.status ?? ""),
     el("td", {}, badge("http")),
@@ -168,6 +213,7 @@ function filtersForm(query) {
     },
   },
     el("label", {}, "verdict", category), field("path", "path"), field("client", "client"),
+    field("page_id", "page", { size: 6, inputmode: "numeric" }),
     field("text", "text"), el("label", {}, "since", since), el("label", {}, "until", until),
     el("button", { type: "submit" }, "Filter"),
     el("a", { class: "button", href: "#/" }, "Clear"));
@@ -200,6 +246,7 @@ async function sessionPage(id, query) {
     el("a", { class: "button", href: `api/sessions/${s.id}/export?format=har`, download: `session-${s.id}.har` }, "HAR"), " ",
     el("a", { class: "button", href: `api/sessions/${s.id}/export?format=jsonl`, download: `session-${s.id}.jsonl` }, "JSONL"), " ",
     command(`sentinel-ws show ${s.id}`), " ", command(`sentinel-ws replay --session ${s.id}`)));
+  if (info.page) root.append(pageLine(info.page, s.id));
   root.append(verdictBox(info));
   const messages = found.messages;
   const detail = el("div", { class: "detail", id: "detail" }, el("span", { class: "dim" }, "Click a message for its payload."));
@@ -227,6 +274,14 @@ async function sessionPage(id, query) {
     };
   }
   return root;
+}
+
+// The session's page: its document, and each of its sockets with its verdict.
+function pageLine(p, here) {
+  return el("p", { id: "page" }, pageWords(p), " · sockets: ",
+    p.sessions.map((id) => [id === here ? el("strong", {}, String(id)) : el("a", { href: `#/session/${id}` }, String(id)),
+      " ", badge(p.verdicts[id]), " "]),
+    " · ", el("a", { href: `#/?page_id=${p.id}` }, "in the list"));
 }
 
 function copy(text) {
@@ -408,34 +463,55 @@ function pretty(text) {
 async function chainsPage(query) {
   const found = await get(`api/chains?${query}`);
   const root = el("div", { id: "chains" });
-  root.append(el("h1", {}, `Reconnect chains: ${found.total.toLocaleString()} clients`));
-  root.append(el("p", { class: "dim" }, "Each row is one client (address, browser, cookie): its sessions in order, with the time between the end of one and the start of the next. Bar length grows with the duration; gaps after a failure are red."));
-  const seen = [...new Set(found.clients.flatMap((c) => c.sessions.map((s) => s.category)))];
+  root.append(el("h1", {}, `Reconnect chains: ${found.total.toLocaleString()} page${found.total === 1 ? "" : "s"}`));
+  root.append(el("p", { class: "dim" }, "Each block is one page load (a tab's sockets opened by one document load, or opened together): one line per socket path, its sockets in order with the time between the end of one and the start of the next; then what came after, the same client's next page. Bar length grows with the duration; gaps after a failure are red."));
+  const seen = [...new Set(found.chains.flatMap((c) => c.lanes.flatMap((l) => l.sessions.map((s) => s.category ?? "pending"))))];
   root.append(el("p", { class: "legend" }, seen.map((c) => [badge(c), " "])));
   const client = el("input", { name: "client", value: query.get("client") || "", placeholder: "address or browser" });
   root.append(el("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go("/chains", new URLSearchParams(client.value ? { client: client.value } : {})); } },
-    el("label", {}, "client", client), el("button", { type: "submit" }, "Filter")));
-  for (const c of found.clients) {
-    root.append(el("div", { class: "client" }, c.client || "?", el("span", { class: "dim" }, `  ${c.user_agent || ""}${c.cookie ? "  (cookie)" : ""}`)));
-    const chain = el("div", { class: "chain" });
-    let previous = null;
-    for (const s of c.sessions) {
-      if (s.gap_before !== null) {
-        const width = Math.max(24, Math.min(140, 16 * Math.log10(1 + s.gap_before * 1000)));
-        chain.append(el("div", { class: `gap ${previous && previous.failure ? "after-failure" : ""}`, style: { minWidth: `${width}px` } }, seconds(s.gap_before)));
-      }
-      const width = Math.max(6, Math.min(180, 20 * Math.log10(1 + (s.duration || 0) * 1000)));
-      chain.append(el("div", {
-        class: `bar cat-${s.category}`, style: { width: `${width}px` }, "data-id": s.id,
-        title: `session ${s.id}: ${s.category}, ${s.status}, ${seconds(s.duration)}, ${s.path}`,
-        onclick: () => go(`/session/${s.id}`),
-      }));
-      previous = s;
-    }
-    root.append(chain);
+    el("label", {}, "client", client), el("button", { type: "submit" }, "Filter"),
+    query.get("page_id") ? el("a", { class: "button", href: "#/chains" }, "Every page") : null));
+  for (const c of found.chains) {
+    const block = el("div", { class: "page-chain", "data-page": c.id });
+    block.append(el("div", { class: "client" }, pageWords(c), " · ", c.client_addr || "?",
+      el("span", { class: "dim" }, `  ${c.user_agent || ""}  · ${clock(c.began, true)}`)));
+    for (const lane of c.lanes) block.append(chainLane(lane));
+    if (c.drawn < c.sessions.length) block.append(el("p", { class: "dim" }, `The first ${c.drawn} of its ${c.sessions.length} sockets.`));
+    block.append(afterLine(c));
+    root.append(block);
   }
   root.append(pager(found, query, "/chains"));
   return root;
+}
+
+function chainLane(lane) {
+  const chain = el("div", { class: "chain" }, el("span", { class: "lane-path mono", title: lane.path }, lane.path || "/"));
+  let previous = null;
+  for (const s of lane.sessions) {
+    if (s.gap_before !== null) {
+      const width = Math.max(24, Math.min(140, 16 * Math.log10(1 + s.gap_before * 1000)));
+      chain.append(el("div", { class: `gap ${previous && previous.failure ? "after-failure" : ""}`, style: { minWidth: `${width}px` } }, seconds(s.gap_before)));
+    }
+    const width = Math.max(6, Math.min(180, 20 * Math.log10(1 + (duration(s) || 0) * 1000)));
+    chain.append(el("div", {
+      class: `bar cat-${s.category ?? "pending"}`, style: { width: `${width}px` }, "data-id": s.id,
+      title: `session ${s.id}: ${s.category ?? "pending"}, ${s.handshake_status ?? "?"}, ${s.open ? "open" : seconds(duration(s))}, ${s.path}`,
+      onclick: () => go(`/session/${s.id}`),
+    }));
+    previous = s;
+  }
+  return chain;
+}
+
+// What came after a page: the same client's next page, how long after this one ended.
+function afterLine(c) {
+  const a = c.after;
+  if (!a) {
+    return el("p", { class: "after dim" }, c.ended_at === null ? "Still open." : "Then nothing more from this client in the recording.");
+  }
+  const when = a.gap === null ? "while this page was still open" : a.gap < 0 ? `${seconds(-a.gap)} before this page's last socket ended` : `${seconds(a.gap)} after this page's last socket ended`;
+  return el("p", { class: "after" }, "Then, ", when, ": ", pageWords(a), " · ",
+    a.paths.map((p) => el("span", { class: "mono" }, `${p} `)), categoryCounts(a.categories));
 }
 
 // -- search --------------------------------------------------------------------------
@@ -507,6 +583,15 @@ async function loadSummary() {
 
 const FOLLOWING = "Follows the recording as it is written";
 
+// The page could not refresh: it keeps what it shows and says why it is not fresh.
+function stale(error) {
+  const badgeNode = document.getElementById("live");
+  badgeNode.classList.remove("on");
+  badgeNode.classList.add("stale");
+  badgeNode.textContent = "not refreshed";
+  badgeNode.title = `Could not refresh (${error.message}); trying again on the next change`;
+}
+
 function follow() {
   const stream = new EventSource("api/live");
   const badgeNode = document.getElementById("live");
@@ -522,10 +607,7 @@ function follow() {
       badgeNode.textContent = "live";
       badgeNode.title = FOLLOWING;
     } catch (error) {
-      // The proxy stopping, say: keep the page as it was and say why it is not fresh.
-      badgeNode.classList.replace("on", "stale");
-      badgeNode.textContent = "not refreshed";
-      badgeNode.title = `Could not refresh (${error.message}); trying again on the next change`;
+      stale(error); // the proxy stopping, say
     } finally {
       busy = false;
     }

@@ -135,9 +135,7 @@ def _tail(path: Path, lines: int) -> str:
 
 def _clean_env(home: Path) -> dict[str, str]:
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RABBITMQ_", "ERL_", "ERLANG_"))
+        k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_", "ERLANG_"))
     }
     env["HOME"] = str(home)  # Erlang writes its own .erlang.cookie here
     env.setdefault("LANG", "C.UTF-8")
@@ -208,8 +206,11 @@ def start_rabbitmq(tmpdir, timeout: float = 60.0) -> Broker:
     with open(base / "epmd-output.log", "wb") as epmd_out:
         epmd = subprocess.Popen(
             ["epmd", "-port", str(epmd_port), "-address", "127.0.0.1"],
-            stdin=subprocess.DEVNULL, stdout=epmd_out, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=epmd_out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 10
     while not _accepts(epmd_port):
@@ -225,8 +226,12 @@ def start_rabbitmq(tmpdir, timeout: float = 60.0) -> Broker:
     with open(output_path, "wb") as out:
         process = subprocess.Popen(
             [RABBITMQ_SERVER],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=env, cwd=base, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=base,
+            start_new_session=True,
         )
     broker = Broker(
         process=process,
@@ -341,6 +346,7 @@ def stop_rabbitmq(broker: Broker, grace: float = 5.0) -> None:
 
 # ---- Node clients ---------------------------------------------------------
 
+
 def _lock_digest() -> str:
     return hashlib.sha256((HERE / "package-lock.json").read_bytes()).hexdigest()
 
@@ -360,7 +366,10 @@ def ensure_node_modules(timeout: float = 300.0) -> None:
             return
         done = subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=HERE, capture_output=True, text=True, timeout=timeout,
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if done.returncode != 0:
             raise RuntimeError(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -374,7 +383,11 @@ def run_client(script: str, scenario: str, ws_url: str, *args: str, timeout: flo
     cmd = ["node", str(HERE / script), scenario, ws_url, *map(str, args)]
     try:
         done = subprocess.run(
-            cmd, cwd=HERE, capture_output=True, text=True, timeout=timeout,
+            cmd,
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:

@@ -187,7 +187,9 @@ if (scenario.startsWith('ok_')) {
     await Promise.race([main.closed, sleep(3000)]);
     finish(false, [main]);
   }
-  const topic = 'sentinel/test';
+  // Its own topic: RabbitMQ maps MQTT's / to the routing key's . on amq.topic, where
+  // STOMP's /topic/ destinations live too; runs at the same time must not cross.
+  const topic = `sentinel/mqtt/${process.pid}`;
   await client.subscribeAsync(topic, { qos: 1 });
   await client.publishAsync(topic, 'hello from mqtt.js', { qos: 1 });
   for (let i = 0; i < 50 && main.received === null; i++) await sleep(100);

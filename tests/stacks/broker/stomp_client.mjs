@@ -122,7 +122,8 @@ setTimeout(() => {
 }, 15000).unref();
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const destination = '/topic/sentinel.test';
+// Its own destination (amq.topic is shared with MQTT's topics and other runs).
+const destination = `/topic/sentinel.stomp.${process.pid}`;
 
 const client = new Client({
   brokerURL: url,
