@@ -39,6 +39,7 @@ class SessionOpened(NamedTuple):
     subprotocol: str | None = None
     error: str | None = None
     response_line: str | None = None  # the status line the client received
+    upstream_host: str | None = None  # the Host header the upstream got (see --host-header)
 
 
 class Meaning:

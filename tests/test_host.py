@@ -182,6 +182,15 @@ async def test_a_page_served_through_the_proxy_passes_an_origin_check(mode, db):
     else:
         assert (page_host, status) == (upstream_authority, 403)
         assert seen == [upstream_authority, upstream_authority]
+        # The advice names the cause and the option (issue 19 item 6).
+        from sentinel_ws_proxy.analysis.report import Window, failure_report
+        from sentinel_ws_proxy.recording.reader import Recording
+
+        with Recording(db) as recording:
+            (verdict,) = failure_report(recording, Window()).classified.verdicts
+        assert verdict.category == "rejected"
+        said = " ".join(verdict.evidence)
+        assert f"upstream got Host {upstream_authority}" in said and "--host-header keep" in said
 
 
 @pytest.fixture(scope="module")

@@ -132,3 +132,55 @@ def test_every_explanation_agrees_with_its_own_numbers():
             assert float(gap.group(1)) <= 10, v
         if v.reconnect_gap is not None and gap:
             assert float(gap.group(1)) == pytest.approx(v.reconnect_gap, abs=0.06), v
+
+
+def test_two_tabs_of_one_browser_keep_their_own_pages_through_an_outage():
+    # One browser (one client), two tabs loaded through the proxy, each with one socket;
+    # the server drops both, both come back, then each tab is closed.
+    loads = [load(0.0, "/"), load(1.0, "/")]
+    tab1 = sock(1, "/ws", 0.1, 10.0, code=1006, by="server")
+    tab2 = sock(2, "/ws", 1.1, 10.0, code=1006, by="server")
+    retry = sock(3, "/ws", 10.2, 10.21, code=None, by="proxy", status=502)
+    back1 = sock(4, "/ws", 11.0, 20.0)
+    back2 = sock(5, "/ws", 11.1, 21.0)
+    classified = classify_sessions([tab1, tab2, retry, back1, back2], {}, loads=loads)
+    pages = classified.pages
+    assert len(pages.pages) == 2
+    assert pages.of_session[4] != pages.of_session[5]
+    assert {pages.of_session[1], pages.of_session[2]} == {pages.of_session[4],
+                                                          pages.of_session[5]}  # fmt: skip
+    from sentinel_ws_proxy.analysis.report import FailureReport, Window
+
+    report = FailureReport(classified, Window())
+    assert report.pages_in("client_gone") == 2  # two tabs closed, not one
+    assert report.retries == {3}
+
+
+def test_health_gates_on_incidents_and_unrecovered_failures_not_on_retries():
+    from sentinel_ws_proxy.diagnostics.health import parse_thresholds, recording_health
+
+    # Three clients dropped by one restart; each retries twice into 502s.
+    def of(addr: str, *made: SessionRow) -> list[SessionRow]:
+        for m in made:
+            m.client_addr = addr
+        return list(made)
+
+    sessions: list[SessionRow] = []
+    for c in range(3):
+        addr = f"10.0.0.{c}"
+        sessions += of(addr, sock(10 * c + 1, "/ws", 0.0, 10.0, code=1006, by="server"))
+        sessions += of(addr, *(sock(10 * c + 2 + i, "/ws", 10.2 + i, 10.21 + i, code=None,
+                                    by="proxy", status=502) for i in range(2)))  # fmt: skip
+        if c < 2:  # the third never comes back
+            sessions += of(addr, sock(10 * c + 5, "/ws", 13.0, None, code=None, by=None))
+    limits = parse_thresholds(())
+    classified = classify_sessions(sessions, {})
+    report = recording_health(classified, "test", limits)
+    checks = {c.name: c.status for c in report.checks}
+    assert checks["unrecovered_incidents"] == "critical"
+    assert checks["handshake_failures"] == "ok"  # the 6 refused retries are the outage's
+    # The same outage, every client back: no critical at all.
+    sessions += of("10.0.0.2", sock(25, "/ws", 14.0, None, code=None, by=None))
+    checks = {c.name: c.status for c in recording_health(classify_sessions(sessions, {}), "t",
+                                                         limits).checks}  # fmt: skip
+    assert checks["unrecovered_incidents"] == "ok" and checks["abnormal_closes"] == "ok", checks

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from sentinel_ws_proxy.analysis.classify import Verdict, disconnect_at
 from sentinel_ws_proxy.analysis.facts import SessionFacts
@@ -39,9 +40,27 @@ def _list(counts: Counter[str | None], limit: int = 2) -> str:
     return " and ".join(shown) + (f" (and {more} more)" if more > 0 else "")
 
 
+def host_rewritten(s: SessionRow) -> str | None:
+    """A refusal by a server that compares Origin with Host, when the proxy rewrote Host."""
+    if not s.origin or not s.upstream_host or s.handshake_status not in (403, 400):
+        return None
+    origin_host = urlsplit(s.origin).netloc.lower()
+    if not origin_host or origin_host == s.upstream_host.lower():
+        return None
+    return (
+        f"the page's Origin {s.origin} names {origin_host} but the upstream got Host "
+        f"{s.upstream_host}: servers that compare Origin with Host (Django's CSRF check, "
+        "Jupyter) refuse that; `--host-header keep` passes the browser's Host"
+    )
+
+
 def refused(s: SessionRow, ctx: Context) -> list[str]:
-    """Why a 401/403 was likely: Origin, credentials or path, from the accepted sessions."""
+    """Why a 401/403 was likely: Origin against Host, Origin, credentials or path, from the
+    accepted sessions."""
     found: list[str] = []
+    host = host_rewritten(s)
+    if host is not None:
+        found.append(host)
     if not ctx.accepted:
         return found
     origins = Counter({o: n for o, n in ctx.origins.items() if o})

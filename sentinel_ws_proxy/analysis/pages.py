@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,25 +101,63 @@ def group(
     of_session: dict[int, int] = {}
     for client, group_ in sockets.items():
         group_.sort(key=lambda s: (s.started_at or 0.0, s.id or 0))
-        client_loads = by_client.get(client, [])
-        current: Page | None = None
-        members: list[SessionRow] = []
-        for s in group_:
-            start = s.started_at or 0.0
-            load = _last_load(client_loads, start)
-            if load is not None and (current is None or load[0] > current.began):
-                current = Page(s.id or 0, client, load[0], True, load[1])
-            elif current is None or not _joins(current, members, start):
-                current = Page(s.id or 0, client, start, False, None)
-            if not current.sessions:
-                pages.append(current)
-                members = []
-            current.sessions.append(s.id or 0)
-            current.paths.append(s.path or "")
-            members.append(s)
-            of_session[s.id or 0] = current.id
+        for s, page in _assign(group_, by_client.get(client, []), client):
+            if not page.sessions:
+                pages.append(page)
+            page.sessions.append(s.id or 0)
+            page.paths.append(s.path or "")
+            of_session[s.id or 0] = page.id
     pages.sort(key=lambda p: (p.began, p.id))
     return Pages(pages, of_session, dict(by_client))
+
+
+def _assign(
+    sockets: list[SessionRow], loads: list[tuple[float, str]], client: Client
+) -> Iterator[tuple[SessionRow, Page]]:
+    """Each of one client's sockets (in the order they opened) with its page."""
+    members: dict[int, list[SessionRow]] = {}  # page id -> its sockets so far
+    order: list[Page] = []  # the client's pages, oldest first
+    used: tuple[float, str] | None = None  # the load that began the newest page
+    for s in sockets:
+        start = s.started_at or 0.0
+        load = _last_load(loads, start)
+        page: Page | None = None
+        if load is not None and load != used and (not order or load[0] > order[-1].began):
+            page, used = Page(s.id or 0, client, load[0], True, load[1]), load
+        else:
+            # Two tabs of one browser are one client: a socket coming back belongs to the
+            # page that lost one on its path (a reconnect, a retry), not just the newest.
+            page = _missing(order, members, s.path or "", start)
+            if page is None and order and _joins(order[-1], members[order[-1].id], start):
+                page = order[-1]
+            if page is None:
+                page = Page(s.id or 0, client, start, False, None)
+        if page.id not in members:
+            members[page.id] = []
+            order.append(page)
+        members[page.id].append(s)
+        yield s, page
+
+
+def _missing(
+    order: list[Page], members: dict[int, list[SessionRow]], path: str, start: float
+) -> Page | None:
+    """The page that lost its socket on `path` to the server (or never got it) and has
+    none open there now; of several, the one that lost it last. A page the browser left
+    (its sockets closed from the client's side) is no candidate."""
+    best: tuple[float, Page] | None = None
+    for page in order[-8:]:
+        on_path = [m for m in members[page.id] if (m.path or "") == path]
+        if not on_path or any(m.ended_at is None or m.ended_at > start for m in on_path
+                              if m.accepted):  # fmt: skip
+            continue
+        last = on_path[-1]
+        if last.closed_by == "client":
+            continue
+        lost = last.ended_at or last.started_at or 0.0
+        if best is None or lost > best[0]:
+            best = (lost, page)
+    return None if best is None else best[1]
 
 
 def _last_load(loads: list[tuple[float, str]], before: float) -> tuple[float, str] | None:
@@ -128,10 +166,11 @@ def _last_load(loads: list[tuple[float, str]], before: float) -> tuple[float, st
 
 
 def _joins(page: Page, members: list[SessionRow], start: float) -> bool:
-    """A socket opening at `start` belongs to the page: one of its sockets is still open
-    then, or the page opened its last socket a moment ago."""
+    """A socket opening at `start` belongs to the page: its load said so (the next load
+    begins the next page), one of its sockets is still open then, or the page opened
+    its last socket a moment ago."""
     if page.loaded:
-        return True  # its load said so; the next load begins the next page
+        return True
     last_open = max((m.started_at or 0.0) for m in members) if members else page.began
     if start - last_open <= BURST:
         return True

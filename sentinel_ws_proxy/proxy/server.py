@@ -155,19 +155,23 @@ class Proxy:
         peer = transport.get_extra_info("peername")
         client_addr = str(peer[0]) if peer else ""
         raw_path, _, raw_query = request.target.decode("latin-1").partition("?")
-        opened: dict[str, Any] = {
-            "session_id": session_id,
-            "ts": time.time(),
-            "client_addr": client_addr,
-            "path": request.path,
-            "query": raw_query,
-            "upstream_url": "",
-            "request_headers": request.head.text_headers(),
-        }
+        # Built once; each way the handshake ends fills in the rest (_replace).
+        opened = SessionOpened(
+            session_id=session_id,
+            ts=time.time(),
+            client_addr=client_addr,
+            path=request.path,
+            query=raw_query,
+            upstream_url="",
+            request_headers=request.head.text_headers(),
+            handshake_status=0,
+        )
         if not raw_path.startswith("/"):
             self._answer(front, opened, 400, "the request target must be a path (origin-form)")
             return
-        opened["upstream_url"] = self.upstream.websocket_url(request.target.decode("latin-1"))
+        opened = opened._replace(
+            upstream_url=self.upstream.websocket_url(request.target.decode("latin-1"))
+        )
         rejection = self.faults.on_handshake(session_id, request.path, client_addr)
         if rejection is not None:
             self._inject_rejection(front, opened, rejection)
@@ -179,6 +183,11 @@ class Proxy:
             keep_host=self.upstream.keep_host,
             peer=client_addr,
             scheme=scheme,
+        )
+        client_host = request.head.get(b"host")
+        kept = self.upstream.keep_host and client_host is not None
+        opened = opened._replace(
+            upstream_host=client_host.decode("latin-1") if kept else self.upstream.authority
         )
         try:
             upstream, handshake = await self.upstream.open_websocket(head, self.config.max_payload)
@@ -200,7 +209,7 @@ class Proxy:
     def _start_relay(
         self,
         front: FrontProtocol,
-        opened: dict[str, Any],
+        opened: SessionOpened,
         upstream: asyncio.Transport,
         handshake: UpstreamHandshake,
     ) -> None:
@@ -212,11 +221,11 @@ class Proxy:
         protocol = response.get(b"sec-websocket-protocol")
         config = self.config
         relay = Relay(
-            opened["session_id"],
+            opened.session_id,
             client=client,
             server=upstream,
-            client_addr=opened["client_addr"],
-            path=opened["path"],
+            client_addr=opened.client_addr,
+            path=opened.path,
             emit=self.emit_frame,
             max_payload=config.max_payload,
             deflate=Deflate.parse(decode(extensions) if extensions else None),
@@ -227,8 +236,7 @@ class Proxy:
             on_finished=self._finished,
         )
         self.emit(
-            SessionOpened(
-                **opened,
+            opened._replace(
                 handshake_status=101,
                 response_headers=response.text_headers(),
                 subprotocol=decode(protocol) if protocol else None,
@@ -258,7 +266,7 @@ class Proxy:
     async def _relay_refusal(
         self,
         front: FrontProtocol,
-        opened: dict[str, Any],
+        opened: SessionOpened,
         upstream: asyncio.Transport,
         handshake: UpstreamHandshake,
     ) -> None:
@@ -280,8 +288,7 @@ class Proxy:
         client.close()
         status, reason = reader.status, decode(reader.head.reason)
         self.emit(
-            SessionOpened(
-                **opened,
+            opened._replace(
                 handshake_status=status,
                 response_headers=reader.head.text_headers(),
                 handshake_body=bytes(reader.head.body),
@@ -289,10 +296,10 @@ class Proxy:
                 response_line=reader.status_line,
             )
         )
-        self.emit(SessionClosed(opened["session_id"], time.time(), None, None, "server", False))
+        self.emit(SessionClosed(opened.session_id, time.time(), None, None, "server", False))
 
     def _inject_rejection(
-        self, front: FrontProtocol, opened: dict[str, Any], rejection: Rejection
+        self, front: FrontProtocol, opened: SessionOpened, rejection: Rejection
     ) -> None:
         said = f"sentinel-ws fault {rejection.fault_id}: {rejection.spec}"
         body = json.dumps({"detail": said}).encode()
@@ -305,7 +312,7 @@ class Proxy:
     def _answer(
         self,
         front: FrontProtocol,
-        opened: dict[str, Any],
+        opened: SessionOpened,
         status: int,
         error: str,
         body: str | bytes | None = None,
@@ -327,7 +334,7 @@ class Proxy:
 
     def _record_refusal(
         self,
-        opened: dict[str, Any],
+        opened: SessionOpened,
         status: int,
         error: str,
         closed_by: ClosedBy,
@@ -335,13 +342,11 @@ class Proxy:
         response_line: str | None = None,
     ) -> None:
         self.emit(
-            SessionOpened(
-                **opened, handshake_status=status, error=error, response_line=response_line
-            )
+            opened._replace(handshake_status=status, error=error, response_line=response_line)
         )
         self.emit(
             SessionClosed(
-                opened["session_id"], time.time(), None, None, closed_by, False, fault_id=fault_id
+                opened.session_id, time.time(), None, None, closed_by, False, fault_id=fault_id
             )
         )
 

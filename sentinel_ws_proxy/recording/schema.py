@@ -185,6 +185,11 @@ class SessionRow:
         "the status line the client received, e.g. `HTTP/1.1 101 Switching Protocols`",
         "SessionOpened.response_line",
     )
+    upstream_host: str | None = column(
+        "the Host header the upstream got: the browser's, kept, or the upstream's own "
+        "(`--host-header`); NULL when the upgrade never went upstream",
+        "SessionOpened.upstream_host",
+    )
 
     @property
     def accepted(self) -> bool:
