@@ -20,6 +20,7 @@ import pytest
 
 from sentinel_ws_proxy import decoders
 from sentinel_ws_proxy.decoders import (
+    _util,
     actioncable,
     cbor_,
     graphql_transport_ws,
@@ -777,6 +778,39 @@ def test_redact_refuses_what_carries_no_credentials(decoder):
         (json.dumps({"command": "subscribe", "identifier": IDENT}), "c2s"),
     ]:  # fmt: skip
         assert decoder.redact(payload, direction) is None, (payload, direction)
+
+
+def test_may_redact_refuses_cheaply():
+    assert _util.may_redact('["3","3","room:x","phx_join",{}]', "c2s", "phx_join")
+    assert not _util.may_redact('["3","3","room:x","phx_join",{}]', "s2c", "phx_join")
+    assert not _util.may_redact(b"phx_join", "c2s", "phx_join")  # text only, unless binary
+    marks = ("connection_init", '"payload"')
+    assert _util.may_redact(b'{"type":"connection_init","payload":{}}', "c2s", *marks,
+                            binary=True)  # fmt: skip
+    assert not _util.may_redact('{"type":"connection_init"}', "c2s", *marks, binary=True)
+    assert not _util.may_redact("phx_join" + " " * _util.REDACT_LIMIT, "c2s", "phx_join")
+
+
+def test_mqtt_redact_and_secret_ranges_find_the_same_fields():
+    """One walk over a CONNECT's fields serves both: the password and MQTT 5's
+    authentication data, None until the packet is whole, [] without credentials."""
+    for packet, secrets in [(REDACTIONS[8][1], [b"s3cret"]),
+                            (REDACTIONS[9][1], [b"tok123", b"s3cret"])]:  # fmt: skip
+        ranges = mqtt.secret_ranges(packet)
+        assert [packet[a:b] for a, b in ranges] == secrets
+        assert mqtt.secret_ranges(packet + H("c000")) == ranges
+        assert all(mqtt.secret_ranges(packet[:cut]) is None for cut in range(1, len(packet)))
+        redacted, count = mqtt.redact(packet, "c2s")
+        assert count == len(secrets)
+        masked = [redacted[a:b] for a, b in mqtt.secret_ranges(redacted)]
+        assert masked == [REDACTED.encode()] * count
+    assert mqtt.secret_ranges(H("100c00044d5154540402003c0000")) == []  # no password
+    assert mqtt.secret_ranges(b"") == [] and mqtt.secret_ranges(H("c000")) == []
+    # a 4-byte property overrunning its properties' length: redact leaves the broken packet
+    # alone, the recorder still masks the password it finds after them
+    odd = H("101c00044d5154540540003c031100000006636c69656e74000470617373")
+    assert mqtt.redact(odd, "c2s") is None
+    assert [odd[a:b] for a, b in mqtt.secret_ranges(odd)] == [b"pass"]
 
 
 # -- fuzz: nothing raises, whatever arrives -------------------------------------------------

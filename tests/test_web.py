@@ -457,3 +457,32 @@ async def test_proxy_web_shows_a_new_session_live(tmp_path, echo_upstream, chrom
     finally:
         conn.close()
     assert not any(p.startswith("/_sentinel") for p in paths)
+
+
+async def test_a_field_added_to_the_projection_reaches_every_front(recording, monkeypatch):
+    """One change in present.session shows in sessions --json, show --json, the web
+    API's session and its list items (issue 22: one projection feeds every front)."""
+    from sentinel_ws_proxy import present
+
+    original = present.session
+
+    def with_a_new_field(row, verdict=None):
+        return {**original(row, verdict), "added_in_one_place": row.id}
+
+    monkeypatch.setattr(present, "session", with_a_new_field)
+    sessions = CliRunner().invoke(cli, ["sessions", "--json", "--db", str(recording)])
+    listed = json.loads(sessions.output)
+    assert listed and all(s["added_in_one_place"] == s["id"] for s in listed)
+    sid = listed[0]["id"]
+    shown = CliRunner().invoke(cli, ["show", str(sid), "--json", "--db", str(recording)])
+    assert json.loads(shown.output)["session"]["added_in_one_place"] == sid
+    async with (
+        serve_app(standalone(RecordingView(recording))) as base,
+        aiohttp.ClientSession() as http,
+    ):
+        api = base + "/_sentinel/ui/api"
+        _, found = await get(http, f"{api}/sessions/{sid}")
+        assert found["session"]["added_in_one_place"] == sid
+        page = await classified_page(http, api + "/sessions?per_page=500")
+        items = [r for r in page["rows"] if r["kind"] == "session"]
+        assert items and all(r["added_in_one_place"] == r["id"] for r in items)

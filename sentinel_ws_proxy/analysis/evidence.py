@@ -44,8 +44,11 @@ def host_rewritten(s: SessionRow) -> str | None:
     """A refusal by a server that compares Origin with Host, when the proxy rewrote Host."""
     if not s.origin or not s.upstream_host or s.handshake_status not in (403, 400):
         return None
+    upstream = urlsplit(s.upstream_url or "").netloc.lower()
+    if s.upstream_host.lower() != upstream:
+        return None  # the browser's own Host went upstream: nothing was rewritten
     origin_host = urlsplit(s.origin).netloc.lower()
-    if not origin_host or origin_host == s.upstream_host.lower():
+    if not origin_host or origin_host == upstream:
         return None
     return (
         f"the page's Origin {s.origin} names {origin_host} but the upstream got Host "

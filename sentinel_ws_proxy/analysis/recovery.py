@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sentinel_ws_proxy.analysis.classify import Verdict, disconnect_at, percentile
+from sentinel_ws_proxy.analysis.classify import CATEGORIES, Verdict, disconnect_at, percentile
 from sentinel_ws_proxy.analysis.facts import SessionFacts
 from sentinel_ws_proxy.analysis.pages import Pages, client_of
 from sentinel_ws_proxy.recording.schema import SessionRow
@@ -28,21 +28,19 @@ from sentinel_ws_proxy.recording.schema import SessionRow
 GROWTH = 1.3  # a gap at least this much longer than the one before counts as growing
 SAME = 0.15  # gaps within 15% of each other count as the same
 SLACK = 1.0  # server-side disruptions that begin this close together are one incident
-DISRUPTIONS = frozenset(
-    {
-        "navigation",
-        "client_unresponsive",
-        "server_restart",
-        "server_drop",
-        "server_error",
-        "rejected",
-        "not_found",
-        "upstream_unreachable",
-        "idle_timeout",
-        "app_error",
-        "injected",
-    }
-)
+# Endings that disrupt a client until it has a socket again: every category but those
+# that leave nothing to recover from (an orderly end, a tab gone for good, the proxy's
+# own stop, a session still open) or whose next session says nothing of recovery (a
+# message too big or a protocol misuse repeats the same way; "other" is not known).
+DISRUPTIONS = frozenset(CATEGORIES) - {
+    "clean",
+    "client_gone",
+    "too_big",
+    "protocol_error",
+    "proxy_shutdown",
+    "open",
+    "other",
+}
 SERVER_SIDE = frozenset({"server_restart", "server_drop", "server_error", "upstream_unreachable"})
 DOWN = (502, 503, 504)  # a handshake refused like this: the server is down or restarting
 

@@ -172,8 +172,8 @@ def monitor(
       sentinel-ws monitor ws://127.0.0.1:8000/ws/mission-updates/ --once
       sentinel-ws monitor --db recordings/sentinel.db --follow
     """
+    from sentinel_ws_proxy.cli.dashboard import monitor_follow, monitor_live, monitor_replay
     from sentinel_ws_proxy.diagnostics.health import Target
-    from sentinel_ws_proxy.diagnostics.monitor import monitor_follow, monitor_live, monitor_replay
 
     out = console()
     if db is None:

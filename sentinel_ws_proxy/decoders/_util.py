@@ -1,6 +1,6 @@
 """Small helpers the protocol decoders share: JSON that never raises, values made plain
-JSON (bytes, msgpack extension types, CBOR tags), one-line summaries, and redaction of
-the values of a credential map.
+JSON (bytes, msgpack extension types, CBOR tags), one-line summaries, and redaction (the
+cheap first refusal, the values of a credential map).
 """
 
 from __future__ import annotations
@@ -190,6 +190,19 @@ def redact_secrets(value: Any) -> tuple[Any, int]:
             count += n
         return items, count
     return value, 0
+
+
+def may_redact(payload: str | bytes, direction: str, *marks: str, binary: bool = False) -> bool:
+    """redact()'s cheap first refusal: whether payload is a client's message worth parsing
+    for credentials, text (or, with ``binary``, bytes too) of at most REDACT_LIMIT that
+    holds every one of ``marks`` (as UTF-8 in bytes)."""
+    if direction != "c2s" or not (binary or isinstance(payload, str)):
+        return False
+    if len(payload) > REDACT_LIMIT:
+        return False
+    if isinstance(payload, str):
+        return all(mark in payload for mark in marks)
+    return all(mark.encode() in payload for mark in marks)
 
 
 def same_type(original: str | bytes, text: str) -> str | bytes:

@@ -175,9 +175,7 @@ def _disconnect(m: dict[Any, Any], fields: dict[str, Any]) -> Decoded:
 
 
 def redact(payload: str | bytes, direction: str) -> tuple[str | bytes, int] | None:
-    if direction != "c2s" or not isinstance(payload, str) or len(payload) > _util.REDACT_LIMIT:
-        return None
-    if '"subscribe"' not in payload:
+    if not _util.may_redact(payload, direction, '"subscribe"'):
         return None
     message = _util.load_object(payload)
     if message is None or message.get("command") != "subscribe":

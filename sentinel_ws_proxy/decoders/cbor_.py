@@ -12,19 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sentinel_ws_proxy.decoders import _util
+from sentinel_ws_proxy.decoders import _binary
 from sentinel_ws_proxy.decoders.base import Decoded
-from sentinel_ws_proxy.decoders.json_ import kind_of
 
 NAME = "cbor"
 # Reads any such payload; says nothing of why a session ended (readers skip it there).
 GENERIC = True
 SUBPROTOCOLS = ("cbor",)
-_FAILED = object()
 
 
 def load(raw: bytes) -> Any:
-    """The value raw holds whole, or _FAILED."""
+    """The value raw holds whole, or _binary.FAILED."""
     try:
         import io
 
@@ -33,31 +31,20 @@ def load(raw: bytes) -> Any:
         stream = io.BytesIO(raw)
         value = cbor2.CBORDecoder(stream).decode()
         if stream.tell() != len(raw):
-            return _FAILED
+            return _binary.FAILED
         return value
     except Exception:
-        return _FAILED
+        return _binary.FAILED
 
 
 def sniff(path: str, query: str, first: Sequence[tuple[str, Any]]) -> bool:
-    binary = [p for _, p in _util.firsts(first) if isinstance(p, bytes)]
-    if not binary:
-        return False
-    for raw in binary:
-        # major types 4 (array) and 5 (map), or a self-described CBOR tag (d9 d9 f7)
-        if len(raw) < 2 or not (0x80 <= raw[0] <= 0xBF or raw.startswith(b"\xd9\xd9\xf7")):
-            return False
-        value = load(raw)
-        if not isinstance(value, (dict, list)) or not value:
-            return False
-    return True
+    return _binary.sniff(first, _container, load)
+
+
+def _container(raw: bytes) -> bool:
+    # major types 4 (array) and 5 (map), or a self-described CBOR tag (d9 d9 f7)
+    return 0x80 <= raw[0] <= 0xBF or raw.startswith(b"\xd9\xd9\xf7")
 
 
 def decode(payload: str | bytes, direction: str) -> Decoded | None:
-    if not isinstance(payload, (bytes, bytearray)) or not payload:
-        return None
-    value = load(bytes(payload))
-    if value is _FAILED:
-        return None
-    text = _util.dumps(value)
-    return Decoded(NAME, kind_of(value), _util.short(text), {}, text)
+    return _binary.decode(NAME, payload, load)

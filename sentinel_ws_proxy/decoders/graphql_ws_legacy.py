@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sentinel_ws_proxy.decoders import _util
-from sentinel_ws_proxy.decoders.base import Decoded, Ending, malformed
+from sentinel_ws_proxy.decoders import _graphql, _util
+from sentinel_ws_proxy.decoders.base import Decoded, Ending
 
 NAME = "subscriptions-transport-ws"
 SUBPROTOCOLS = ("graphql-ws",)
@@ -45,40 +45,17 @@ HANDSHAKE = {"connection_init", "connection_ack", "ka", "connection_error",
 
 
 def sniff(path: str, query: str, first: Sequence[tuple[str, Any]]) -> bool:
-    types = set()
-    for _, payload in _util.firsts(first):
-        found = _util.load_object(_util.as_text(payload))
-        if found is not None and isinstance(found.get("type"), str):
-            types.add(found["type"])
+    types = _graphql.types_in(first)
     return bool(types & OWN) and bool(types & HANDSHAKE) and types <= set(EVENTS)
 
 
 def decode(payload: str | bytes, direction: str) -> Decoded | None:
-    text = _util.as_text(payload)
-    if text is None:
-        return malformed(NAME, "a binary message that is not UTF-8 text")
-    message = _util.load(text)
-    if _util.missing(message):
-        return malformed(NAME, "not JSON")
-    if not isinstance(message, dict):
-        return malformed(NAME, "not a JSON object")
-    kind = message.get("type")
-    if not isinstance(kind, str):
-        return malformed(NAME, "no 'type'")
-    if kind not in EVENTS:
-        return malformed(NAME, f"unknown message type {_util.short(kind, 60)!r}")
-    ident = message.get("id")
-    body = message.get("payload")
-    fields: dict[str, Any] = {"type": kind}
-    if ident is not None:
-        fields["id"] = _util.plain(ident)
-    tag = f" {_util.short(str(ident), 40)}" if ident is not None else ""
-    event = EVENTS[kind]
-    if kind == "connection_init":
-        keys = sorted(str(k) for k in body) if isinstance(body, dict) else []
-        fields["payload_keys"] = keys
-        said = f" with payload keys {', '.join(keys)}" if keys else ""
-        return Decoded(NAME, kind, _util.short(f"connection_init{said}"), fields, event=event)
+    return _graphql.decode(NAME, EVENTS, payload, direction, _message, _own)
+
+
+def _own(m: _graphql.Message, direction: str) -> Decoded:
+    """connection_ack, connection_error, ka, connection_terminate, complete and stop."""
+    kind, body, fields, tag, event = m.kind, m.body, m.fields, m.tag, m.event
     if kind == "connection_error":
         said = _message(body)
         ending = Ending("rejected", f"{NAME} connection_error: {said}", reconnect=None)
@@ -90,45 +67,10 @@ def decode(payload: str | bytes, direction: str) -> Decoded | None:
     if kind == "connection_terminate":
         ending = Ending("client_done", f"{NAME}: the client sent connection_terminate")
         return Decoded(NAME, kind, kind, fields, event=event, ending=ending)
-    if kind == "start":
-        query = body.get("query") if isinstance(body, dict) else None
-        operation = body.get("operationName") if isinstance(body, dict) else None
-        if isinstance(operation, str):
-            fields["operationName"] = operation
-        summary = f"start{tag}: {_util.shown(query if query is not None else body)}"
-        return Decoded(NAME, kind, _util.short(summary), fields, event=event)
-    if kind == "data":
-        errors = body.get("errors") if isinstance(body, dict) else None
-        if errors and isinstance(body, dict) and body.get("data") is None:
-            fields["errors"] = _util.plain(errors)
-            summary = f"data{tag} with errors: {_message(errors)}"
-            return Decoded(NAME, kind, _util.short(summary), fields, event="error")
-        data = body.get("data") if isinstance(body, dict) else body
-        return Decoded(NAME, kind, _util.short(f"data{tag}: {_util.shown(data)}"), fields,
-                       event=event)  # fmt: skip
-    if kind == "error":
-        fields["errors"] = _util.plain(body)
-        return Decoded(NAME, kind, _util.short(f"error{tag}: {_message(body)}"), fields,
-                       event=event)  # fmt: skip
     return Decoded(NAME, kind, f"{kind}{tag}", fields, event=event)
 
 
-def redact(payload: str | bytes, direction: str) -> tuple[str | bytes, int] | None:
-    if direction != "c2s" or len(payload) > _util.REDACT_LIMIT:
-        return None
-    if isinstance(payload, str):
-        if "connection_init" not in payload or '"payload"' not in payload:
-            return None
-    elif b"connection_init" not in payload or b'"payload"' not in payload:
-        return None
-    message = _util.load_object(_util.as_text(payload))
-    if message is None or message.get("type") != "connection_init":
-        return None
-    body = message.get("payload")
-    if not isinstance(body, dict) or not body:
-        return None
-    message["payload"], count = _util.redact_tree(body)
-    return _util.same_type(payload, _util.dumps(message)), count
+redact = _graphql.redact
 
 
 def _message(body: Any) -> str:

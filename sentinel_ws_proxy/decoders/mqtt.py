@@ -56,6 +56,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sentinel_ws_proxy.decoders import _util
@@ -395,6 +396,17 @@ def _reason_said(code: int, props: dict[str, Any] | None, table: dict[int, str])
     return said
 
 
+def _fault(code: int) -> Category | None:
+    """Whose fault an MQTT 5 reason code says it is, if it says."""
+    if code in REJECTED:
+        return "rejected"
+    if code in SERVER_FAULT:
+        return "server_error"
+    if code in PROTOCOL_FAULT:
+        return "protocol_error"
+    return None
+
+
 def _connack(kind: str, flags: int, r: Reader, direction: str) -> Decoded:
     length = r.left()
     session = r.byte() & 0x01
@@ -413,16 +425,7 @@ def _connack(kind: str, flags: int, r: Reader, direction: str) -> Decoded:
         return Decoded(NAME, kind, f"CONNACK accepted (session present: {bool(session)})",
                        fields, event="ack")  # fmt: skip
     if five:
-        if code in REJECTED:
-            category = "rejected"
-        elif code in SERVER_FAULT:
-            category = "server_error"
-        elif code in PROTOCOL_FAULT:
-            category = "protocol_error"
-        elif code in REASONS:
-            category = "app_error"
-        else:
-            category = "rejected"
+        category = _fault(code) or ("app_error" if code in REASONS else "rejected")
     else:
         category = {1: "protocol_error", 3: "app_error"}.get(code, "rejected")
     ending = Ending(category, f"MQTT CONNACK refused the connection: {said}",  # type: ignore[arg-type]
@@ -548,14 +551,8 @@ def _disconnect(kind: str, flags: int, r: Reader, direction: str) -> Decoded:
         category = "clean"
     elif code == 0x8D:
         category = "client_unresponsive"
-    elif code in REJECTED:
-        category = "rejected"
-    elif code in SERVER_FAULT:
-        category = "server_error"
-    elif code in PROTOCOL_FAULT:
-        category = "protocol_error"
     else:
-        category = "app_error"
+        category = _fault(code) or "app_error"
     why = EXPLAINED.get(code)
     reason = f"the MQTT server sent DISCONNECT {said}" + (f": {why}" if why else "")
     reconnect = True if code in (0x9C, 0x9D) else None
@@ -614,67 +611,27 @@ def redact(payload: str | bytes, direction: str) -> tuple[str | bytes, int] | No
 
 
 def _redact_connect(raw: bytes) -> tuple[bytes, int] | None:
-    head = Reader(raw, 1)
-    length = head.varint()
-    start, end = head.pos, head.pos + length
+    start, end = _bounds(raw)
     if end > len(raw):
         return None
-    r = Reader(raw, start, end)
-    r.string()
-    level = r.byte()
-    bits = r.byte()
-    r.u16()
-    auth: tuple[int, int, int] | None = None  # (properties length at, value at, value end)
-    if level == 5:
-        props_at = r.pos
-        props_len = r.varint()
-        inner = Reader(raw, r.pos, r.pos + props_len)
-        while inner.left() > 0:
-            ident = inner.varint()
-            kind = PROPERTIES.get(ident, ("", "?"))[1]
-            at = inner.pos
-            if kind == "b":
-                inner.byte()
-            elif kind == "h":
-                inner.u16()
-            elif kind == "i":
-                inner.u32()
-            elif kind == "v":
-                inner.varint()
-            elif kind in ("s", "d"):
-                inner.blob()
-            elif kind == "p":
-                inner.blob()
-                inner.blob()
-            else:
-                return None
-            if ident == 0x16:
-                auth = (props_at, at, inner.pos)
-        r.pos = inner.end
-    r.blob()  # client id
-    if bits & 0x04:
-        if level == 5:
-            r.pos += r.varint()
-        r.blob()
-        r.blob()
-    if bits & 0x80:
-        r.blob()
+    found = _credentials(raw, start, end)
+    if found is None:
+        return None
     secret = REDACTED.encode()
     field = struct.pack(">H", len(secret)) + secret
     body = bytearray(raw[start:end])
     count = 0
-    if bits & 0x40:
-        at = r.pos
-        r.blob()
-        body[at - start : r.pos - start] = field
+    if found.password is not None:
+        at, stop = found.password
+        body[at - start : stop - start] = field
         count += 1
-    if auth is not None:
-        props_at, at, stop = auth
+    if found.auth and found.props_at is not None:
+        at, stop = found.auth[-1]  # the last (the spec allows one)
         delta = len(field) - (stop - at)
         body[at - start : stop - start] = field
-        old = Reader(raw, props_at)
+        old = Reader(raw, found.props_at)
         old_len = old.varint()
-        body[props_at - start : old.pos - start] = _varint(old_len + delta)
+        body[found.props_at - start : old.pos - start] = _varint(old_len + delta)
         count += 1
     if not count:
         return None
@@ -691,56 +648,95 @@ def secret_ranges(raw: bytes) -> list[tuple[int, int]] | None:
     if not raw or raw[0] >> 4 != 1:
         return []
     try:
-        head = Reader(raw, 1)
-        length = head.varint()
+        start, end = _bounds(raw)
     except Exception:
         return None if len(raw) < 5 else []
-    start, end = head.pos, head.pos + length
     if end > len(raw):
         return None
     try:
-        r = Reader(raw, start, end)
-        r.string()
-        level = r.byte()
-        bits = r.byte()
-        r.u16()
-        found: list[tuple[int, int]] = []
-        if level == 5:
-            props_len = r.varint()
-            inner = Reader(raw, r.pos, r.pos + props_len)
-            while inner.left() > 0:
-                ident = inner.varint()
-                kind = PROPERTIES.get(ident, ("", "?"))[1]
-                if kind in ("s", "d"):
-                    at = inner.pos + 2
-                    inner.blob()
-                    if ident == 0x16:  # authentication data
-                        found.append((at, inner.pos))
-                elif kind == "p":
-                    inner.blob()
-                    inner.blob()
-                else:
-                    inner.pos += {"b": 1, "h": 2, "i": 4}.get(kind, 0)
-                    if kind == "v":
-                        inner.varint()
-                    elif kind not in ("b", "h", "i"):
-                        return []
-            r.pos = inner.end
-        r.blob()  # client id
-        if bits & 0x04:
-            if level == 5:
-                r.pos += r.varint()
-            r.blob()
-            r.blob()
-        if bits & 0x80:
-            r.blob()
-        if bits & 0x40:
-            at = r.pos + 2
-            r.blob()
-            found.append((at, r.pos))
-        return found
+        found = _credentials(raw, start, end, lax=True)
     except Exception:
         return []
+    if found is None:
+        return []
+    # the values, past each field's two length bytes
+    ranges = [(at + 2, stop) for at, stop in found.auth]
+    if found.password is not None:
+        ranges.append((found.password[0] + 2, found.password[1]))
+    return ranges
+
+
+def _bounds(raw: bytes) -> tuple[int, int]:
+    """Where a packet's variable header begins and where the packet ends, by its remaining
+    length (which may say more than raw holds). Raises where that length is cut short."""
+    head = Reader(raw, 1)
+    length = head.varint()
+    return head.pos, head.pos + length
+
+
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    """Where a CONNECT's credentials are: each field from its two length bytes to its end."""
+
+    props_at: int | None  # where MQTT 5's properties length is
+    auth: list[tuple[int, int]]  # its authentication data properties, in order
+    password: tuple[int, int] | None
+
+
+_FIXED = {"b": 1, "h": 2, "i": 4}  # property types of a fixed size
+
+
+def _credentials(raw: bytes, start: int, end: int, lax: bool = False) -> _Credentials | None:
+    """The credential fields of the CONNECT in raw[start:end] (its variable header on).
+    None at an unknown property (nothing after it can be found); raises where the packet
+    breaks MQTT, except that, with ``lax``, a fixed-size property may overrun the properties
+    (they then end there: secret_ranges masks what it can still find)."""
+    r = Reader(raw, start, end)
+    r.string()
+    level = r.byte()
+    bits = r.byte()
+    r.u16()
+    props_at = None
+    auth: list[tuple[int, int]] = []
+    if level == 5:
+        props_at = r.pos
+        props_len = r.varint()
+        inner = Reader(raw, r.pos, r.pos + props_len)
+        while inner.left() > 0:
+            ident = inner.varint()
+            kind = PROPERTIES.get(ident, ("", "?"))[1]
+            at = inner.pos
+            if kind in _FIXED:
+                if lax:
+                    inner.pos += _FIXED[kind]
+                else:
+                    inner.take(_FIXED[kind])
+            elif kind == "v":
+                inner.varint()
+            elif kind in ("s", "d"):
+                inner.blob()
+            elif kind == "p":
+                inner.blob()
+                inner.blob()
+            else:
+                return None
+            if ident == 0x16:  # authentication data
+                auth.append((at, inner.pos))
+        r.pos = inner.end
+    r.blob()  # client id
+    if bits & 0x04:
+        if level == 5:
+            r.pos += r.varint()
+        r.blob()
+        r.blob()
+    if bits & 0x80:
+        r.blob()
+    password = None
+    if bits & 0x40:
+        at = r.pos
+        r.blob()
+        password = (at, r.pos)
+    return _Credentials(props_at, auth, password)
 
 
 # A client may write one packet in several WebSocket messages (mqtt.js writes each field

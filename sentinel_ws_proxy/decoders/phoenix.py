@@ -180,9 +180,7 @@ def _decoded(m: dict[str, Any], direction: str, binary: bool) -> Decoded:
 
 
 def redact(payload: str | bytes, direction: str) -> tuple[str | bytes, int] | None:
-    if direction != "c2s" or not isinstance(payload, str) or len(payload) > _util.REDACT_LIMIT:
-        return None
-    if "phx_join" not in payload:
+    if not _util.may_redact(payload, direction, "phx_join"):
         return None
     value = _util.load(payload)
     if isinstance(value, list) and len(value) == 5 and value[3] == "phx_join":

@@ -26,9 +26,7 @@ from sentinel_ws_proxy.recording.schema import (
 )
 
 # What classifying a session needs; the big columns stay unread.
-SUMMARY_SKIPS = frozenset(
-    {"query", "upstream_url", "request_headers", "response_headers", "handshake_body"}
-)
+SUMMARY_SKIPS = frozenset({"query", "request_headers", "response_headers", "handshake_body"})
 
 
 @dataclass(frozen=True, slots=True)
