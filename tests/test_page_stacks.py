@@ -60,11 +60,14 @@ async def run_scenario(tmp_path, upstream_url: str, scenario, **options):
 
 
 @pytest.mark.parametrize("n", [0, 1, 2], ids=["1-socket", "2-sockets", "3-sockets"])
-async def test_navigation_on_a_vite_page_is_a_navigation_for_every_socket(tmp_path, stack_ready, n):
+@pytest.mark.parametrize("how,loads", [("navigate", 3), ("reload", 2)])
+async def test_navigation_on_a_vite_page_is_a_navigation_for_every_socket(
+    tmp_path, stack_ready, n, how, loads
+):
     backend = P.start_backend()
     vite = P.Vite.start(backend.url)
     try:
-        db, _ = await run_scenario(tmp_path, vite.url, P.navigate, n=n)
+        db, _ = await run_scenario(tmp_path, vite.url, getattr(P, how), n=n)
     finally:
         vite.stop()
         backend.stop()
@@ -73,7 +76,12 @@ async def test_navigation_on_a_vite_page_is_a_navigation_for_every_socket(tmp_pa
     for path, categories in found.items():
         assert set(categories) == {"navigation"}, (path, categories)
     assert report.failures == 0
-    assert len(report.classified.pages.pages) == 3  # index, other, index
+    # index, other, index; or the page and its reload
+    assert len(report.classified.pages.pages) == loads
+    # The headline, the navigation line and the table agree: one page left each time.
+    assert report.pages_in("navigation") == loads - 1
+    reconnects = report.classified.reconnects.as_dict()
+    assert reconnects["pages"] == loads - 1 and reconnects["reconnected"] == (n + 1) * (loads - 1)
     # The page loads went through the proxy: the pages are the documents.
     assert all(p.loaded for p in report.classified.pages.pages), report.classified.pages
 

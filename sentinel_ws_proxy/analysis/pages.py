@@ -143,7 +143,8 @@ def _missing(
     order: list[Page], members: dict[int, list[SessionRow]], path: str, start: float
 ) -> Page | None:
     """The page that lost its socket on `path` to the server (or never got it) and has
-    none open there now; of several, the one that lost it last. A page the browser left
+    none open there now; of several, the one that has waited longest (two tabs' retries
+    alternate, as they do). A page the browser left
     (its sockets closed from the client's side) is no candidate."""
     best: tuple[float, Page] | None = None
     for page in order[-8:]:
@@ -155,7 +156,7 @@ def _missing(
         if last.closed_by == "client":
             continue
         lost = last.ended_at or last.started_at or 0.0
-        if best is None or lost > best[0]:
+        if best is None or lost < best[0]:
             best = (lost, page)
     return None if best is None else best[1]
 

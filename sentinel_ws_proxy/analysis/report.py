@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sentinel_ws_proxy import present
 from sentinel_ws_proxy.analysis import evidence, facts
 from sentinel_ws_proxy.analysis.advice import ADVICE
 from sentinel_ws_proxy.analysis.classify import (
@@ -241,10 +242,7 @@ class FailureReport:
             "sessions": [
                 {
                     "id": v.session_id,
-                    "category": v.category,
-                    "failure": v.failure,
-                    "explanation": v.explanation,
-                    "evidence": list(v.evidence),
+                    **present.verdict(v),  # type: ignore[dict-item]
                     "started_at": s.started_at,
                     "ended_at": s.ended_at,
                     "client_addr": s.client_addr,
@@ -252,7 +250,6 @@ class FailureReport:
                     "handshake_status": s.handshake_status,
                     "close_code": s.close_code,
                     "closed_by": s.closed_by,
-                    "reconnect_gap": v.reconnect_gap,
                     "page": self.classified.pages.of_session.get(v.session_id),
                     "retry": v.session_id in self.retries,
                 }

@@ -193,6 +193,7 @@ def show(
         messages = recording.messages(session_id)
         classified = classify_recording(recording, window)
     verdict = next(v for v in classified.verdicts if v.session_id == session_id)
+    found = classified.pages.page(session_id)
     if fmt != "table":
         decoder = for_session(row.subprotocol, row.path, row.query, messages)
         listed = {
@@ -202,13 +203,16 @@ def show(
                 for m, said in zip(messages, decode_all(decoder, messages), strict=True)
             ],
             "frames": [row_to_json(f) for m in messages for f in m.frames],
+            "page": None if found is None else present.page(found),
         }
         if fmt == "json":
             print_json(listed)
         else:
             print_rows(fmt, listed["frames" if wire_frames else "messages"])
         return
-    show_session(console(), row, messages, verdict, payloads=payloads, wire_frames=wire_frames)
+    show_session(
+        console(), row, messages, verdict, payloads=payloads, wire_frames=wire_frames, page=found
+    )
 
 
 @cli.command()

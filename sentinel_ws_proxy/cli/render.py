@@ -21,6 +21,7 @@ from sentinel_ws_proxy.timefmt import clock, seconds, size
 
 if TYPE_CHECKING:  # types only: importing these would load aiohttp at every start-up
     from sentinel_ws_proxy.analysis.classify import Verdict
+    from sentinel_ws_proxy.analysis.pages import Page
     from sentinel_ws_proxy.analysis.report import FailureReport
     from sentinel_ws_proxy.diagnostics.health import HealthReport
     from sentinel_ws_proxy.diagnostics.test_client import TestResult
@@ -189,6 +190,22 @@ def _frame_rows(frames: Sequence[FrameRow], started: float, full: bool) -> list[
     return out
 
 
+def page_words(page: Page, session_id: int) -> str:
+    """Which page a session belongs to, and why its sessions are one client's."""
+    others = [i for i in page.sessions if i != session_id]
+    how = (
+        f"loaded {page.document} through the proxy" if page.loaded
+        else "not served through the proxy: sockets opened together"
+    )  # fmt: skip
+    line = f"Page {page.id} ({how})"
+    line += f", with sessions {', '.join(map(str, others[:8]))}" if others else ", alone"
+    line += " …" if len(others) > 8 else ""
+    return line + (
+        f"; one client: the same address ({page.client[0]}) and User-Agent, cookies not "
+        "compared (frameworks rotate them on every answer)"
+    )
+
+
 def show_session(
     console: Console,
     row: SessionRow,
@@ -197,6 +214,7 @@ def show_session(
     *,
     payloads: bool,
     wire_frames: bool = False,
+    page: Page | None = None,
 ) -> None:
     query = f"?{row.query}" if row.query else ""
     console.print(
@@ -206,6 +224,8 @@ def show_session(
     started = row.started_at or 0.0
     console.print(f"Started {clock(started)}, lasted {seconds(row.duration)}")
     console.print(Text(f"Upstream {row.upstream_url}"))
+    if page is not None:
+        console.print(Text(page_words(page, row.id or 0)))
     status = row.handshake_status
     said = (row.response_line or "").partition(" ")[2] or f"{status} {status_phrase(status)}"
     line = f"\n[bold]Handshake[/bold]: {escape(said)}"
