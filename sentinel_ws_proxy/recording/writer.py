@@ -411,7 +411,10 @@ class RecordingWriter:
             ("sessions", "request_headers"): lambda s: headers_json(
                 r.headers(s.request_headers, protocol=s.subprotocol)
             ),
-            ("sessions", "response_headers"): lambda s: headers_json(r.headers(s.response_headers)),
+            # The subprotocol the server chose stays readable, long names too (Jupyter's).
+            ("sessions", "response_headers"): lambda s: headers_json(
+                r.headers(s.response_headers, protocol=s.subprotocol)
+            ),
             ("sessions", "handshake_body"): body,
             ("sessions", "user_agent"): lambda s: _header(s.request_headers, "user-agent"),
             ("sessions", "origin"): lambda s: _header(s.request_headers, "origin"),
