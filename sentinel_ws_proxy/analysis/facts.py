@@ -111,7 +111,7 @@ def _protocol_facts(
         elif sid in first_texts:
             unresolved.append(sid)
     if unresolved:
-        texts = recording.payloads([first_texts[sid] for sid in unresolved])
+        texts = recording.payload_heads([first_texts[sid] for sid in unresolved])
         for sid in unresolved:
             s = sessions[sid]
             decoder = judging(s.subprotocol, s.path, s.query, texts.get(sid))

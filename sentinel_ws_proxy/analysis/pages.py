@@ -39,7 +39,7 @@ def client_of(s: SessionRow) -> Client:
     return (s.client_addr or "", s.user_agent or "")
 
 
-@dataclass
+@dataclass(slots=True)
 class Page:
     id: int  # the id of its first session
     client: Client
@@ -111,11 +111,34 @@ def group(
     return Pages(pages, of_session, dict(by_client))
 
 
+INF = float("inf")
+
+
+@dataclass(slots=True)
+class _Held:
+    """What a page holds so far, kept up as sockets join it (no rescans)."""
+
+    last_start: float
+    open_until: float = -INF  # when its last accepted socket ends (inf: one is open)
+    # path -> [until when a socket is open there, who ended the last one, when it ended]
+    paths: dict[str, list] = field(default_factory=dict)
+
+    def add(self, s: SessionRow) -> None:
+        start = s.started_at or 0.0
+        end = INF if s.ended_at is None else s.ended_at
+        self.last_start = max(self.last_start, start)
+        held = self.paths.setdefault(s.path or "", [-INF, None, 0.0])
+        if s.accepted:
+            self.open_until = max(self.open_until, end)
+            held[0] = max(held[0], end)
+        held[1], held[2] = s.closed_by, s.ended_at or start
+
+
 def _assign(
     sockets: list[SessionRow], loads: list[tuple[float, str]], client: Client
 ) -> Iterator[tuple[SessionRow, Page]]:
     """Each of one client's sockets (in the order they opened) with its page."""
-    members: dict[int, list[SessionRow]] = {}  # page id -> its sockets so far
+    held: dict[int, _Held] = {}  # page id -> what it holds
     order: list[Page] = []  # the client's pages, oldest first
     used: tuple[float, str] | None = None  # the load that began the newest page
     for s in sockets:
@@ -127,52 +150,43 @@ def _assign(
         else:
             # Two tabs of one browser are one client: a socket coming back belongs to the
             # page that lost one on its path (a reconnect, a retry), not just the newest.
-            page = _missing(order, members, s.path or "", start)
-            if page is None and order and _joins(order[-1], members[order[-1].id], start):
+            page = _missing(order, held, s.path or "", start)
+            if page is None and order and _joins(order[-1], held[order[-1].id], start):
                 page = order[-1]
             if page is None:
                 page = Page(s.id or 0, client, start, False, None)
-        if page.id not in members:
-            members[page.id] = []
+        if page.id not in held:
+            held[page.id] = _Held(page.began)
             order.append(page)
-        members[page.id].append(s)
+        held[page.id].add(s)
         yield s, page
 
 
-def _missing(
-    order: list[Page], members: dict[int, list[SessionRow]], path: str, start: float
-) -> Page | None:
+def _missing(order: list[Page], held: dict[int, _Held], path: str, start: float) -> Page | None:
     """The page that lost its socket on `path` to the server (or never got it) and has
     none open there now; of several, the one that has waited longest (two tabs' retries
-    alternate, as they do). A page the browser left
-    (its sockets closed from the client's side) is no candidate."""
+    alternate, as they do). A page the browser left (its sockets closed from the
+    client's side) is no candidate."""
     best: tuple[float, Page] | None = None
-    for page in order[-8:]:
-        on_path = [m for m in members[page.id] if (m.path or "") == path]
-        if not on_path or any(m.ended_at is None or m.ended_at > start for m in on_path
-                              if m.accepted):  # fmt: skip
+    for i in range(max(0, len(order) - 8), len(order)):
+        page = order[i]
+        found = held[page.id].paths.get(path)
+        if found is None or found[0] > start or found[1] == "client":
             continue
-        last = on_path[-1]
-        if last.closed_by == "client":
-            continue
-        lost = last.ended_at or last.started_at or 0.0
-        if best is None or lost < best[0]:
-            best = (lost, page)
+        if best is None or found[2] < best[0]:
+            best = (found[2], page)
     return None if best is None else best[1]
 
 
 def _last_load(loads: list[tuple[float, str]], before: float) -> tuple[float, str] | None:
+    if not loads:
+        return None
     i = bisect.bisect_right(loads, (before, "\uffff"))
     return loads[i - 1] if i else None
 
 
-def _joins(page: Page, members: list[SessionRow], start: float) -> bool:
+def _joins(page: Page, held: _Held, start: float) -> bool:
     """A socket opening at `start` belongs to the page: its load said so (the next load
     begins the next page), one of its sockets is still open then, or the page opened
     its last socket a moment ago."""
-    if page.loaded:
-        return True
-    last_open = max((m.started_at or 0.0) for m in members) if members else page.began
-    if start - last_open <= BURST:
-        return True
-    return any(m.ended_at is None or m.ended_at > start for m in members)
+    return page.loaded or start - held.last_start <= BURST or held.open_until > start

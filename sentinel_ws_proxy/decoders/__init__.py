@@ -9,6 +9,7 @@ first messages, in the order of DECODERS (specific protocols before generic JSON
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -125,7 +126,10 @@ def judging(
     if found is not None or not isinstance(first_client, str):
         return found  # type: ignore[return-value]
     head = first_client[:1024]
-    for decoder, pattern in _first_messages():
+    patterns = _first_messages()
+    if not patterns or not _any_first.search(head):
+        return None  # one test for all of them: most sessions speak none
+    for decoder, pattern in patterns:
         if pattern.search(head) and choose(None, path, query, [("c2s", first_client)]) is decoder:
             return decoder
     return None
@@ -138,10 +142,15 @@ _patterns: list[tuple[ModuleType, Any]] = []
 
 def _first_messages() -> list[tuple[ModuleType, Any]]:
     """(decoder, FIRST_MESSAGE) of the decoders that have one, made once per registry."""
+    global _any_first
     if not _patterns or _patterns[-1][0] is not DECODERS[-1]:
         _patterns[:] = [(d, d.FIRST_MESSAGE) for d in DECODERS if hasattr(d, "FIRST_MESSAGE")]
+        _any_first = re.compile("|".join(f"(?:{p.pattern})" for _, p in _patterns) or "(?!)", re.S)
         _patterns.append((DECODERS[-1], None))  # the marker of which registry it was
     return _patterns[:-1]
+
+
+_any_first: Any = None
 
 
 def decode(decoder: ModuleType | None, payload: Payload | None, direction: str) -> Decoded | None:

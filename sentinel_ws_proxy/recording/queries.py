@@ -177,13 +177,16 @@ class RecordingQueries:
             f"SELECT {columns} FROM frames WHERE id > ? ORDER BY id LIMIT ?", [after, limit]
         )
 
-    def payloads(self, frame_ids: Sequence[int]) -> dict[int, Any]:
-        """session id -> payload of each of these frames."""
+    def payload_heads(self, frame_ids: Sequence[int], length: int = 256) -> dict[int, Any]:
+        """session id -> the first `length` characters (or bytes) of each frame's payload."""
         found: dict[int, Any] = {}
         ids = list(frame_ids)
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
-            sql = f"SELECT session_id, payload FROM frames WHERE id IN ({_marks(chunk)})"
+            sql = (
+                f"SELECT session_id, substr(payload, 1, {int(length)}) FROM frames"
+                f" WHERE id IN ({_marks(chunk)})"
+            )
             found.update(self.fetch(sql, chunk))
         return found
 
