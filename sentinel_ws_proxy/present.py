@@ -26,6 +26,11 @@ if TYPE_CHECKING:  # types only: keeps read commands' start-up light
     from sentinel_ws_proxy.recording.schema import SessionRow
 
 
+def pick(obj: object, *names: str) -> dict[str, Any]:
+    """These attributes of a read model, by name, as they are (plain values already)."""
+    return {name: getattr(obj, name) for name in names}
+
+
 def verdict(v: Verdict | None) -> dict[str, Any] | None:
     if v is None:
         return None

@@ -23,6 +23,7 @@ from typing import Any
 from sentinel_ws_proxy.analysis.classify import CATEGORIES, Verdict, disconnect_at, percentile
 from sentinel_ws_proxy.analysis.facts import SessionFacts
 from sentinel_ws_proxy.analysis.pages import Pages, client_of
+from sentinel_ws_proxy.present import pick
 from sentinel_ws_proxy.recording.schema import SessionRow
 
 GROWTH = 1.3  # a gap at least this much longer than the one before counts as growing
@@ -77,11 +78,9 @@ class Disruption:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "session_id": self.session_id,
-            "kind": self.kind,
+            **pick(self, "session_id", "kind"),
             "client": self.client_addr,
-            "path": self.path,
-            "began": self.began,
+            **pick(self, "path", "began"),
             "recovered": self.recovered_at is not None,
             "recovered_by": None
             if self.recovered_at is None

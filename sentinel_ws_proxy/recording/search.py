@@ -28,6 +28,7 @@ from typing import Any
 
 from sentinel_ws_proxy.decoders import decode, for_session
 from sentinel_ws_proxy.errors import UserError
+from sentinel_ws_proxy.present import pick
 from sentinel_ws_proxy.protocol import payload_bytes
 from sentinel_ws_proxy.recording.reader import Message, MessageJoiner, Recording, join_messages
 from sentinel_ws_proxy.recording.schema import FrameRow
@@ -60,14 +61,8 @@ class Hit:
     snippet: tuple[tuple[str, bool], ...]  # (text, matched) pieces
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "session_id": self.session_id,
-            "direction": self.direction,
-            "ts": self.ts,
-            "kind": self.kind,
-            "snippet": [[piece, matched] for piece, matched in self.snippet],
-        }
+        found = pick(self, "id", "session_id", "direction", "ts", "kind")
+        return {**found, "snippet": [[piece, matched] for piece, matched in self.snippet]}
 
 
 def index_path(db: Path) -> Path:

@@ -13,6 +13,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from sentinel_ws_proxy.diagnostics.test_client import USER_AGENT, UsageError, describe_failure
+from sentinel_ws_proxy.present import pick
 from sentinel_ws_proxy.recording.redact import REDACTED
 from sentinel_ws_proxy.replay.recorded import RecordedFrame, RecordedSession
 
@@ -72,16 +73,8 @@ class RetestResult:
         return self.error is None and all(line.same for line in self.lines)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "url": self.url,
-            "matches": self.matches,
-            "error": self.error,
-            "sent": self.sent,
-            "close_code": self.close_code,
-            "notes": self.notes,
-            "frames": [line.__dict__ for line in self.lines],
-        }
+        found = pick(self, "session_id", "url", "matches", "error", "sent", "close_code", "notes")
+        return {**found, "frames": [line.__dict__ for line in self.lines]}
 
 
 def show(kind: str, payload: bytes) -> str:
