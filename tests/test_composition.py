@@ -61,24 +61,24 @@ def imports(path: Path, name: str, *, module_level: bool) -> set[str]:
     return found
 
 
-def test_the_proxy_imports_no_front():
+def assert_imports_none(package: str, *forbidden: str) -> None:
+    """No module of `package` imports anything of `forbidden`, at any level."""
     for name, path in modules().items():
-        if name.startswith(f"{NAME}.proxy."):
+        if name.startswith(f"{NAME}.{package}"):
             wrong = {
                 t
                 for t in imports(path, name, module_level=False)
-                if t.startswith((f"{NAME}.web", f"{NAME}.cli", f"{NAME}.analysis"))
+                if t.startswith(tuple(f"{NAME}.{f}" for f in forbidden))
             }
             assert not wrong, f"{name} imports {sorted(wrong)}"
+
+
+def test_the_proxy_imports_no_front():
+    assert_imports_none("proxy.", "web", "cli", "analysis")
 
 
 def test_the_web_does_not_import_terminal_rendering():
-    for name, path in modules().items():
-        if name.startswith(f"{NAME}.web."):
-            wrong = {
-                t for t in imports(path, name, module_level=False) if t.startswith(f"{NAME}.cli")
-            }
-            assert not wrong, f"{name} imports {sorted(wrong)}"
+    assert_imports_none("web.", "cli")
 
 
 def test_no_module_imports_itself_back():

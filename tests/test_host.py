@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import socket
 import ssl
 import struct
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -191,21 +188,6 @@ async def test_a_page_served_through_the_proxy_passes_an_origin_check(mode, db):
         assert verdict.category == "rejected"
         said = " ".join(verdict.evidence)
         assert f"upstream got Host {upstream_authority}" in said and "--host-header keep" in said
-
-
-@pytest.fixture(scope="module")
-def localhost_certificate(tmp_path_factory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_tls_upstream_gets_its_own_name_in_sni_whatever_host_says(localhost_certificate, db):

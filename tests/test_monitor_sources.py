@@ -15,16 +15,11 @@ from sentinel_ws_proxy.diagnostics.monitor.state import OpenConnection, Recordin
 from sentinel_ws_proxy.events import SessionClosed, SessionOpened, whole_frame
 from sentinel_ws_proxy.recording.redact import Redactor
 from sentinel_ws_proxy.recording.writer import RecordingWriter
-from tests.test_composition import NAME, PACKAGE, imports, modules
+from tests.test_composition import PACKAGE, assert_imports_none
 
 
 def test_diagnostics_imports_nothing_from_the_cli():
-    for name, path in modules().items():
-        if name.startswith(f"{NAME}.diagnostics"):
-            wrong = {
-                t for t in imports(path, name, module_level=False) if t.startswith(f"{NAME}.cli")
-            }
-            assert not wrong, f"{name} imports {sorted(wrong)}"
+    assert_imports_none("diagnostics", "cli")
 
 
 def test_the_monitor_sources_draw_nothing():

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
-import subprocess
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,25 +15,9 @@ from sentinel_ws_proxy.cli import cli
 from tests.conftest import UpstreamLog, rows, running_proxy, scripted_upstream, within, ws_url
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, as a development server would have."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture
-async def tls_upstream(certificate):
-    cert, key = certificate
+async def tls_upstream(localhost_certificate):
+    cert, key = localhost_certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     runner = web.AppRunner(scripted_upstream(UpstreamLog()), shutdown_timeout=1)
@@ -63,8 +44,10 @@ async def test_untrusted_certificate_is_a_502_that_says_what_to_do(tls_upstream,
 
 
 @pytest.mark.parametrize("trust", ["ca", "insecure"])
-async def test_trusted_or_unverified_upstream_works(tls_upstream, certificate, db, trust):
-    options = {"upstream_ca": certificate[0]} if trust == "ca" else {"insecure_upstream": True}
+async def test_trusted_or_unverified_upstream_works(tls_upstream, localhost_certificate, db, trust):
+    options = (
+        {"upstream_ca": localhost_certificate[0]} if trust == "ca" else {"insecure_upstream": True}
+    )
     async with running_proxy(tls_upstream, db, **options) as proxy:
         ws = await within(websockets.connect(ws_url(proxy.url, "/ws")))
         await ws.send("over TLS")
@@ -82,7 +65,7 @@ async def test_trusted_or_unverified_upstream_works(tls_upstream, certificate, d
 
 def test_bad_ca_file_is_one_line(tmp_path):
     bogus = tmp_path / "ca.pem"
-    bogus.write_text("not a certificate")
+    bogus.write_text("not a localhost_certificate")
     result = CliRunner().invoke(
         cli, ["proxy", "--upstream-ca", str(bogus), "--db", str(tmp_path / "r.db")]
     )
@@ -90,9 +73,9 @@ def test_bad_ca_file_is_one_line(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
-async def test_the_proxy_itself_can_serve_wss(certificate, db, upstream):
+async def test_the_proxy_itself_can_serve_wss(localhost_certificate, db, upstream):
     url, _ = upstream
-    cert, key = certificate
+    cert, key = localhost_certificate
     async with running_proxy(url, db, tls_cert=cert, tls_key=key) as proxy:
         assert proxy.url.startswith("https://127.0.0.1:")
         trust = ssl.create_default_context(cafile=str(cert))
@@ -107,10 +90,10 @@ async def test_the_proxy_itself_can_serve_wss(certificate, db, upstream):
         await proxy.stop_once()
 
 
-def test_bad_tls_files_are_one_line(tmp_path, certificate):
+def test_bad_tls_files_are_one_line(tmp_path, localhost_certificate):
     for args, message in (
         (["--tls-cert", str(tmp_path / "missing.pem")], "--tls-cert"),
-        (["--tls-key", str(certificate[1])], "--tls-key goes with --tls-cert"),
+        (["--tls-key", str(localhost_certificate[1])], "--tls-key goes with --tls-cert"),
     ):
         result = CliRunner().invoke(cli, ["proxy", *args, "--db", str(tmp_path / "r.db")])
         assert result.exit_code == 2 and message in result.output, result.output

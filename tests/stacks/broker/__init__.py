@@ -26,9 +26,7 @@ RabbitMQ 3.13), so a v5 CONNECT is refused (see README.md here).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import glob
-import hashlib
 import itertools
 import json
 import os
@@ -38,6 +36,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from tests.stacks import npm
 
 HERE = Path(__file__).resolve().parent
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
@@ -347,33 +347,12 @@ def stop_rabbitmq(broker: Broker, grace: float = 5.0) -> None:
 # ---- Node clients ---------------------------------------------------------
 
 
-def _lock_digest() -> str:
-    return hashlib.sha256((HERE / "package-lock.json").read_bytes()).hexdigest()
-
-
 def ensure_node_modules(timeout: float = 300.0) -> None:
     """`npm ci` once when node_modules is missing or older than package-lock.json."""
-    stamp = HERE / "node_modules" / ".sentinel-lock-sha256"
-    digest = _lock_digest()
-    if stamp.exists() and stamp.read_text().strip() == digest:
-        return
     reason = node_available()
     if reason:
         raise RuntimeError(reason)
-    with open(HERE / ".npm-ci.lock", "w") as lock:  # parallel test workers
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and stamp.read_text().strip() == digest:
-            return
-        done = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"npm ci failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        stamp.write_text(digest + "\n")
+    npm.ensure_node_modules(HERE, timeout)
 
 
 def run_client(script: str, scenario: str, ws_url: str, *args: str, timeout: float = 20) -> dict:

@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import signal
@@ -66,26 +64,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests import conftest
+from tests.stacks import npm
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent.parent
 NODE_MODULES = HERE / "node_modules"
-LOCK_STAMP = NODE_MODULES / ".sentinel-lock-sha256"
 
 STEP = 15.0  # seconds any single wait may take
 HMR = "hmr"
 
-# Chromium flags as tests/conftest.py has them, plus Local Network Access off (a page's
-# sockets to 127.0.0.1 must not be blocked).
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-features=LocalNetworkAccessChecks",
-]
+# Chromium as the rest of the suite drives it (the sockets are same-origin: Local Network
+# Access checks need no switching off).
+CHROMIUM_FLAGS = conftest.CHROMIUM_FLAGS
 
 
 def missing_tools() -> str | None:
@@ -247,29 +238,9 @@ def stop_backend(backend: Backend, sig: int = signal.SIGTERM) -> None:
 # -- Vite ----------------------------------------------------------------------------------
 
 
-def _lock_hash() -> str:
-    return hashlib.sha256((HERE / "package-lock.json").read_bytes()).hexdigest()
-
-
 def ensure_node_modules(timeout: float = 300.0) -> None:
-    """``npm ci`` from the committed lockfile when node_modules is missing or was installed
-    from another lockfile (a stamp file holds the lockfile's hash). Safe to call concurrently."""
-    if LOCK_STAMP.exists() and LOCK_STAMP.read_text() == _lock_hash():
-        return
-    with open(HERE / ".npm-ci.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if LOCK_STAMP.exists() and LOCK_STAMP.read_text() == _lock_hash():
-            return
-        result = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"npm ci failed ({result.returncode}):\n{result.stderr[-4000:]}")
-        LOCK_STAMP.write_text(_lock_hash())
+    """``npm ci`` from the committed lockfile when node_modules is missing or stale."""
+    npm.ensure_node_modules(HERE, timeout)
 
 
 def start_vite(

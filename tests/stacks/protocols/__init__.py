@@ -137,8 +137,6 @@ no code: c2s close 1005, echoed. s2c {"type":"ping","message":<unix s>} may appe
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -147,6 +145,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.stacks import npm
 
 HERE = Path(__file__).resolve().parent
 
@@ -195,43 +195,14 @@ def _tool(name: str) -> str:
     return path
 
 
-def _lock_digest() -> str:
-    h = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        h.update((HERE / name).read_bytes())
-    return h.hexdigest()
-
-
 def ensure_node_modules() -> Path:
     """Run `npm ci` in this directory once, when node_modules is missing or older than the
-    lockfile (a stamp file holds the lockfile's hash). Safe to call from parallel processes.
-    Returns the node_modules path; raises StackUnavailable when node/npm is missing or npm fails.
-    """
-    _tool("node")
-    modules = HERE / "node_modules"
-    stamp = modules / ".sentinel-lock-sha256"
-    digest = _lock_digest()
-    if stamp.is_file() and stamp.read_text().strip() == digest:
-        return modules
-    npm = _tool("npm")
-    lock_path = Path(tempfile.gettempdir()) / (
-        "sentinel-ws-protocols-" + hashlib.sha256(str(HERE).encode()).hexdigest()[:12] + ".lock"
-    )
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.is_file() and stamp.read_text().strip() == digest:
-            return modules
-        proc = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"],
-            cwd=HERE, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            raise StackUnavailable(
-                f"`npm ci` failed in {HERE} (exit {proc.returncode}):\n"
-                + (proc.stdout + proc.stderr)[-3000:]
-            )
-        stamp.write_text(digest + "\n")
-    return modules
+    lockfile. Returns the node_modules path; raises StackUnavailable when node/npm is
+    missing or npm fails."""
+    try:
+        return npm.ensure_node_modules(HERE)
+    except npm.NpmFailed as exc:
+        raise StackUnavailable(str(exc)) from None
 
 
 def _script(name: str, role: str) -> Path:
