@@ -28,6 +28,21 @@ def node_modules():
     P.ensure_node_modules()
 
 
+async def through_proxy(db, stack: str, flags: tuple[str, ...], scenario: str) -> dict:
+    """A stack's real server, the proxy recording to `db` in front of it, and its real
+    client running `scenario` through the proxy; what the client saw."""
+    process, port = P.start_server(stack, *flags)
+    try:
+        async with running_proxy(f"http://127.0.0.1:{port}", db) as proxy:
+            url = P.ws_url(stack, int(proxy.url.rsplit(":", 1)[1]))
+            client_flags = flags if stack == "socketio" else ()  # its parser, both ends
+            result = await asyncio.to_thread(P.run_client, stack, scenario, url, *client_flags)
+            await recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL")
+    finally:
+        P.stop(process)
+    return result
+
+
 # stack, server flags, scenario, category, protocol that judged it (None: the close code
 # alone), words the explanation quotes
 CASES = [
@@ -56,15 +71,7 @@ async def test_the_protocol_judges_its_own_ending(
     tmp_path, node_modules, stack, flags, scenario, category, judged_by, words
 ):
     db = tmp_path / "p.db"
-    process, port = P.start_server(stack, *flags)
-    try:
-        async with running_proxy(f"http://127.0.0.1:{port}", db) as proxy:
-            url = P.ws_url(stack, int(proxy.url.rsplit(":", 1)[1]))
-            client_flags = flags if stack == "socketio" else ()
-            await asyncio.to_thread(P.run_client, stack, scenario, url, *client_flags)
-            await recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL")
-    finally:
-        P.stop(process)
+    await through_proxy(db, stack, flags, scenario)
     with Recording(db) as recording:
         report = failure_report(recording, Window())
     judged = [v for s, v in report.classified.pairs() if s.accepted]
@@ -88,15 +95,7 @@ async def test_the_protocol_judges_its_own_ending(
 async def test_credentials_in_messages_are_not_recorded(tmp_path, node_modules, stack, flags,
                                                         secret):  # fmt: skip
     db = tmp_path / "s.db"
-    process, port = P.start_server(stack, *flags)
-    try:
-        async with running_proxy(f"http://127.0.0.1:{port}", db) as proxy:
-            url = P.ws_url(stack, int(proxy.url.rsplit(":", 1)[1]))
-            client_flags = flags if stack == "socketio" else ()
-            result = await asyncio.to_thread(P.run_client, stack, "ok", url, *client_flags)
-            await recorded(db, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL")
-    finally:
-        P.stop(process)
+    result = await through_proxy(db, stack, flags, "ok")
     # The server got the credential (it accepted the client), the recording did not.
     assert result["closed"]["initiator"] == "client", result
     with Recording(db) as recording:
