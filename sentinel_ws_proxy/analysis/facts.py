@@ -119,26 +119,29 @@ def _protocol_facts(
                 chosen[sid] = decoder
     if not chosen:
         return
+    # A protocol whose packets span messages is read whole, from the start, where its
+    # stream is aligned; the others from their first and last frames.
+    whole = {sid for sid, d in chosen.items() if getattr(d, "JOINS_MESSAGES", False)}
     frames: dict[int, list] = defaultdict(list)
-    for f in recording.edge_frames(list(chosen), FIRST, LAST):
+    for f in recording.edge_frames([sid for sid in chosen if sid not in whole], FIRST, LAST):
         frames[f.session_id].append(f)
     for sid, decoder in chosen.items():
         s = sessions[sid]
-        messages = join_messages(frames.get(sid, []))
+        messages = recording.messages(sid) if sid in whole else join_messages(frames.get(sid, []))
         ending = close_ending(decoder, s.close_code, s.close_reason)
         facts = found.setdefault(sid, SessionFacts())
         facts.protocol = decoder.NAME
-        if getattr(decoder, "JOINS_MESSAGES", False):
-            # Its packets span messages: read from the start, where the stream is aligned.
-            messages = recording.messages(sid)
         ping: float | None = None
         heard: list[tuple[str, Decoded]] = []
         for m, said in zip(messages, decode_all(decoder, messages), strict=True):
             if said is None:
                 continue
             heard.append((m.direction, said))
-            if said.ending is not None and said.event in ("refused", "error", "close"):
-                ending = ending if ending is not None and said.event == "error" else said.ending
+            # The app's refusal or close explains the end; an error only when nothing else
+            # (the close code) does.
+            ended = said.event in ("refused", "close") or (said.event == "error" and not ending)
+            if said.ending is not None and ended:
+                ending = said.ending
             if said.event == "ping" and m.direction == "s2c":
                 ping = m.ts
             elif m.direction == "c2s" and ping is not None and m.ts >= ping:
